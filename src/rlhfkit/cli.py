@@ -1,0 +1,157 @@
+"""`rlhfkit <command>`: parse arguments into a config, call one function. No logic here.
+
+Each feature module declares a `COMMANDS: list[Command]`; its module path goes in
+`COMMAND_MODULES`. A config-driven command gets the common flags `--config FILE.yaml`,
+`--set a.b=value` (repeatable), `--seed`, `--out DIR`, `--log {tensorboard,wandb}` and
+`--resume`, plus its own flags, each mapped onto one config field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+COMMAND_MODULES: list[str] = [
+    "rlhfkit.commands",
+]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A command-line flag that sets one config field (`dest` is a dotted path)."""
+
+    name: str
+    dest: str
+    help: str
+    type: Callable[[str], Any] | None = str
+    positional: bool = False
+    action: str | None = None
+    choices: tuple[str, ...] | None = None
+    nargs: str | None = None
+
+
+@dataclass(frozen=True)
+class Command:
+    """`name` may hold a space for grouped commands (`label serve`)."""
+
+    name: str
+    help: str
+    run: Callable[[Any], Any]
+    config: type | None = None  # a RunConfig dataclass; None: `run` receives the argparse Namespace
+    flags: tuple[Flag, ...] = field(default_factory=tuple)
+    common: bool = True  # add --config/--set/--seed/--out/--log/--resume
+
+
+def _all_commands() -> list[Command]:
+    out: list[Command] = []
+    for mod in COMMAND_MODULES:
+        out.extend(importlib.import_module(mod).COMMANDS)
+    return out
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def _config_epilog(cls: type) -> str:
+    from rlhfkit.config import field_docs
+
+    lines = ["config fields (set with --set name=value or in --config FILE.yaml):"]
+    for name, (default, doc) in field_docs(cls).items():
+        lines.append(f"  {name} = {default!r}: {doc}")
+    return "\n".join(lines)
+
+
+def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentParser:
+    commands = commands if commands is not None else _all_commands()
+    parser = argparse.ArgumentParser(prog="rlhfkit", description="Learning from human feedback, end to end.")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND")
+    top.required = True
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for cmd in commands:
+        parts = cmd.name.split(" ")
+        sub = top
+        for depth, part in enumerate(parts[:-1]):
+            key = " ".join(parts[: depth + 1])
+            if key not in groups:
+                gp = sub.add_parser(part, help=f"{part} commands")
+                groups[key] = gp.add_subparsers(dest=f"_group_{depth}", metavar="SUBCOMMAND")
+                groups[key].required = True
+            sub = groups[key]
+        p = sub.add_parser(parts[-1], help=cmd.help, description=cmd.help,
+                           epilog=_config_epilog(cmd.config) if cmd.config else None,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        for fl in cmd.flags:
+            kwargs: dict[str, Any] = {"help": fl.help}
+            if fl.action:
+                kwargs["action"] = fl.action
+            else:
+                kwargs["type"] = fl.type
+            if fl.choices:
+                kwargs["choices"] = fl.choices
+            if fl.nargs:
+                kwargs["nargs"] = fl.nargs
+            if fl.positional:
+                p.add_argument(fl.name, **kwargs)
+            else:
+                kwargs["dest"] = "flag__" + fl.dest.replace(".", "__")
+                kwargs["default"] = None
+                p.add_argument(fl.name, **kwargs)
+        if cmd.common and cmd.config is not None:
+            p.add_argument("--config", dest="_config_file", help="YAML config file")
+            p.add_argument("--set", dest="_overrides", action="append", default=[], metavar="KEY=VALUE",
+                           help="override a config field, e.g. --set train.lr=1e-4 (repeatable)")
+            p.add_argument("--seed", dest="flag__seed", type=int, default=None, help="random seed")
+            p.add_argument("--out", dest="flag__out", default=None, help="run directory to write")
+            p.add_argument("--log", dest="flag__log", action="append", default=None,
+                           choices=["tensorboard", "wandb"], help="extra metrics sink (repeatable)")
+            p.add_argument("--resume", dest="flag__resume", action="store_const", const=True, default=None,
+                           help="resume from the last checkpoint in --out")
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def config_from_args(cmd: Command, ns: argparse.Namespace) -> Any:
+    from rlhfkit.config import resolve
+
+    extra: dict[str, Any] = {}
+    for fl in cmd.flags:
+        key = fl.name if fl.positional else "flag__" + fl.dest.replace(".", "__")
+        value = getattr(ns, key, None)
+        if value is not None:
+            _set_path(extra, fl.dest, value)
+    for name in ("seed", "out", "log", "resume"):
+        value = getattr(ns, "flag__" + name, None)
+        if value is not None:
+            extra[name] = value
+    return resolve(cmd.config, getattr(ns, "_config_file", None), getattr(ns, "_overrides", []), extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rlhfkit.errors import UserError
+    from rlhfkit.logging import get_logger
+
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    cmd: Command = ns._command
+    try:
+        if cmd.config is None:
+            cmd.run(ns)
+        else:
+            cmd.run(config_from_args(cmd, ns))
+    except UserError as e:
+        get_logger().error("error: %s", e)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

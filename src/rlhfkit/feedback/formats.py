@@ -1,0 +1,238 @@
+"""Reading and writing records: JSONL (ours), Parquet, `datasets.save_to_disk`, and the
+formats people already have, detected row by row.
+
+Detected row shapes (first match wins):
+  {"type": "comparison" | "ranking" | "rating" | "demonstration" | "completions", ...}  ours
+  {"prompt": str, "chosen": str, "rejected": str}              TRL / UltraFeedback-binarized style
+  {"chosen": "\\n\\nHuman: ...\\n\\nAssistant: ...", "rejected": ...}  Anthropic HH transcripts;
+                                                               the shared prefix becomes the prompt
+  {"chosen": [messages], "rejected": [messages], "prompt"?: [messages]}  chat (TRL conversational)
+  {"messages": [messages]}                                     chat demonstration
+  {"prompt": str, "response": str, "score": int}               rating
+  {"prompt": str, "response"|"completion": str}                demonstration
+  {"prompt": str, "responses": [str, ...]}                     completions (a ranking with "ranks")
+
+Errors name the file, the line and the field. Writers write to a temporary file and
+rename it into place, so a failed write never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from rlhfkit.feedback.records import (
+    RECORD_TYPES,
+    Comparison,
+    Completions,
+    Demonstration,
+    Rating,
+    Ranking,
+    Record,
+    RecordError,
+    record_to_dict,
+)
+from rlhfkit.errors import UserError
+from rlhfkit.runtime import atomic_path
+
+HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
+
+
+class FormatError(UserError, ValueError):
+    """Bad input data; the message names file, line and field."""
+
+    def __init__(self, path: str | Path, line: int | None, field: str | None, message: str) -> None:
+        where = str(path) + (f":{line}" if line is not None else "")
+        what = f" field '{field}':" if field else ""
+        super().__init__(f"{where}:{what} {message}")
+        self.path, self.line, self.field = str(path), line, field
+
+
+# ---------------------------------------------------------------- row conversion
+
+def _render_messages(messages: list[dict[str, Any]], field: str) -> str:
+    """Chat messages as an HH-style transcript (the toolkit's plain-text chat rendering)."""
+    parts = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise RecordError(f"{field}[{i}]", "expected {\"role\": str, \"content\": str}")
+        role = {"user": HUMAN, "human": HUMAN, "assistant": ASSISTANT, "system": "System:"}.get(m["role"], m["role"] + ":")
+        parts.append(f"{role} {m['content']}" if role != "System:" else f"System: {m['content']}")
+    return "".join(parts)
+
+
+def _split_chat(messages: Any, field: str) -> tuple[str, str]:
+    """A conversation ending in an assistant turn -> (prompt transcript ending in 'Assistant:', reply)."""
+    if not isinstance(messages, list) or not messages:
+        raise RecordError(field, "expected a non-empty list of chat messages")
+    last = messages[-1]
+    if not isinstance(last, dict) or last.get("role") != "assistant" or not isinstance(last.get("content"), str):
+        raise RecordError(field, "the last message must be {\"role\": \"assistant\", \"content\": str}")
+    return _render_messages(messages[:-1], field) + ASSISTANT, " " + last["content"]
+
+
+def _split_hh(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """Anthropic HH: both transcripts share the dialogue up to the final 'Assistant:' turn."""
+    n = 0
+    limit = min(len(chosen), len(rejected))
+    while n < limit and chosen[n] == rejected[n]:
+        n += 1
+    cut = chosen.rfind(ASSISTANT, 0, n + len(ASSISTANT))
+    if cut < 0 or cut + len(ASSISTANT) > n:
+        cut = chosen.rfind(ASSISTANT, 0, n)
+    if cut < 0:
+        raise RecordError("chosen", "HH transcripts must share a prefix ending in '\\n\\nAssistant:'")
+    end = cut + len(ASSISTANT)
+    return chosen[:end], chosen[end:], rejected[end:]
+
+
+def row_to_record(row: Any) -> Record:
+    """Convert one parsed row in any supported format to a record (raises RecordError)."""
+    if not isinstance(row, dict):
+        raise RecordError("<row>", f"expected a JSON object, got {type(row).__name__}")
+    if "type" in row:
+        kind = row["type"]
+        if kind not in RECORD_TYPES:
+            raise RecordError("type", f"unknown record type {kind!r}; known: {sorted(RECORD_TYPES)}")
+        cls = RECORD_TYPES[kind]
+        body = {k: v for k, v in row.items() if k != "type"}
+        known = set(cls.__dataclass_fields__)
+        for k in body:
+            if k not in known:
+                raise RecordError(k, f"unknown field for a {kind}; known: {sorted(known)}")
+        for name, f in cls.__dataclass_fields__.items():
+            if f.default is MISSING and f.default_factory is MISSING and name not in body:
+                raise RecordError(name, f"missing (required for a {kind})")
+        return cls(**body)
+    if "chosen" in row or "rejected" in row:
+        for f in ("chosen", "rejected"):
+            if f not in row:
+                raise RecordError(f, "missing (a preference row needs both chosen and rejected)")
+        chosen, rejected = row["chosen"], row["rejected"]
+        extra = {k: row[k] for k in ("tie", "weight", "labeler") if k in row}
+        if isinstance(chosen, list) or isinstance(rejected, list):
+            prompt_msgs = row.get("prompt")
+            if isinstance(prompt_msgs, list):
+                chosen, rejected = list(prompt_msgs) + chosen, list(prompt_msgs) + rejected
+            p1, c = _split_chat(chosen, "chosen")
+            p2, r = _split_chat(rejected, "rejected")
+            if p1 != p2:
+                raise RecordError("rejected", "chosen and rejected conversations differ before the last reply")
+            return Comparison(p1, c, r, **extra)
+        if "prompt" in row:
+            return Comparison(row["prompt"], chosen, rejected, **extra)
+        if not isinstance(chosen, str):
+            raise RecordError("chosen", f"expected a string, got {type(chosen).__name__}")
+        if not isinstance(rejected, str):
+            raise RecordError("rejected", f"expected a string, got {type(rejected).__name__}")
+        prompt, c, r = _split_hh(chosen, rejected)
+        return Comparison(prompt, c, r, **extra)
+    if "messages" in row:
+        prompt, response = _split_chat(row["messages"], "messages")
+        return Demonstration(prompt, response)
+    if "prompt" not in row:
+        raise RecordError("prompt", f"missing; cannot tell the format of a row with fields {sorted(row)}")
+    if "responses" in row:
+        if "ranks" in row:
+            return Ranking(row["prompt"], row["responses"], labeler=row.get("labeler"), ranks=row["ranks"])
+        return Completions(row["prompt"], row["responses"], policy=row.get("policy"))
+    if "score" in row:
+        return Rating(row["prompt"], row.get("response"), row["score"], flags=row.get("flags", ()),
+                      notes=row.get("notes", ""), labeler=row.get("labeler"))
+    for f in ("response", "completion"):
+        if f in row:
+            return Demonstration(row["prompt"], row[f])
+    raise RecordError("response", f"missing; cannot tell the format of a row with fields {sorted(row)}")
+
+
+# ---------------------------------------------------------------- readers
+
+def _rows_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise FormatError(path, lineno, None, f"malformed JSON ({e.msg} at column {e.colno})") from None
+
+
+def _rows_table(path: Path) -> Iterator[tuple[int, Any]]:
+    if path.is_dir():
+        try:
+            import datasets
+        except ImportError as e:
+            raise FormatError(path, None, None, "reading a saved dataset needs `pip install rlhfkit[data]`") from e
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+        rows: Iterable[Any] = iter(ds)
+    else:
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as e:
+            raise FormatError(path, None, None, "reading Parquet needs `pip install rlhfkit[data]`") from e
+        rows = pq.read_table(path).to_pylist()
+    for i, row in enumerate(rows, start=1):
+        yield i, row
+
+
+def read_records(path: str | Path, expect: type | tuple[type, ...] | None = None) -> list[Record]:
+    """Read every record in a JSONL/Parquet file or a `save_to_disk` folder.
+
+    `expect` restricts the record types accepted. Empty inputs are an error.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FormatError(p, None, None, "no such file")
+    rows = _rows_table(p) if (p.is_dir() or p.suffix == ".parquet") else _rows_jsonl(p)
+    out: list[Record] = []
+    for line, row in rows:
+        try:
+            rec = row_to_record(row)
+        except RecordError as e:
+            raise FormatError(p, line, e.field, e.message) from None
+        if expect is not None and not isinstance(rec, expect):
+            names = [t.kind for t in (expect if isinstance(expect, tuple) else (expect,))]
+            raise FormatError(p, line, None, f"found a {rec.kind} record where {' or '.join(names)} records are expected")
+        out.append(rec)
+    if not out:
+        raise FormatError(p, None, None, "the file holds no records (it is empty)")
+    return out
+
+
+# ---------------------------------------------------------------- writers
+
+def write_records(path: str | Path, records: Iterable[Record]) -> int:
+    """Write our JSONL (or Parquet by suffix) atomically; returns the number of rows."""
+    rows = [record_to_dict(r) for r in records]
+    return write_rows(path, rows)
+
+
+def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> int:
+    p = Path(path)
+    with atomic_path(p) as tmp:
+        if p.suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(rows), tmp)
+        else:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for row in rows:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return len(rows)
+
+
+def export_preference_pairs(path: str | Path, records: Iterable[Record]) -> int:
+    """`prompt/chosen/rejected` rows, as TRL and `datasets.load_dataset("json", ...)` read them.
+
+    Rankings are expanded to pairs; ties are dropped (that format has no tie field)."""
+    from rlhfkit.feedback.records import expand_to_comparisons
+
+    pairs = expand_to_comparisons(list(records))
+    rows = [{"prompt": c.prompt, "chosen": c.chosen, "rejected": c.rejected} for c in pairs if not c.tie]
+    return write_rows(path, rows)

@@ -1,0 +1,59 @@
+"""Per-token log-probabilities, masked reductions and entropy."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Reduction = Literal["mean", "sum", "none"]
+
+
+def response_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """log p(ids[b, t] | context) for each position.
+
+    `logits` (B, T, V) must already be aligned with `ids` (B, T), i.e. `logits[:, t]`
+    is the distribution that produced `ids[:, t]`. Gathering the chosen logit and
+    subtracting the log-partition avoids materializing a (B, T, V) log-softmax.
+    """
+    assert logits.shape[:-1] == ids.shape, f"logits {tuple(logits.shape)} vs ids {tuple(ids.shape)}"
+    logits = logits.float()
+    chosen = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    return chosen - torch.logsumexp(logits, dim=-1)  # (B, T)
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    assert x.shape == mask.shape, f"{tuple(x.shape)} vs mask {tuple(mask.shape)}"
+    m = mask.to(x.dtype)
+    return (x * m).sum() if dim is None else (x * m).sum(dim)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean over the positions where `mask` is 1 (an all-zero mask gives 0, not NaN)."""
+    m = mask.to(x.dtype)
+    count = m.sum() if dim is None else m.sum(dim)
+    return masked_sum(x, mask, dim) / count.clamp(min=1.0)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    if unbiased:
+        n = mask.to(x.dtype).sum()
+        var = var * n / (n - 1).clamp(min=1.0)
+    return var
+
+
+def reduce(x: torch.Tensor, mask: torch.Tensor, reduction: Reduction) -> torch.Tensor:
+    if reduction == "mean":
+        return masked_mean(x, mask)
+    if reduction == "sum":
+        return masked_sum(x, mask)
+    return x * mask.to(x.dtype)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of the categorical at each position: (B, T, V) -> (B, T)."""
+    logits = logits.float()
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
