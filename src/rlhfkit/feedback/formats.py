@@ -19,7 +19,7 @@ rename it into place, so a failed write never leaves a half-written file.
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -98,11 +98,12 @@ def row_to_record(row: Any) -> Record:
             raise RecordError("type", f"unknown record type {kind!r}; known: {sorted(RECORD_TYPES)}")
         cls = RECORD_TYPES[kind]
         body = {k: v for k, v in row.items() if k != "type"}
-        known = set(cls.__dataclass_fields__)
+        # dataclasses.fields() leaves out the ClassVar `kind`, which is not a constructor argument
+        known = {f.name: f for f in fields(cls)}
         for k in body:
             if k not in known:
                 raise RecordError(k, f"unknown field for a {kind}; known: {sorted(known)}")
-        for name, f in cls.__dataclass_fields__.items():
+        for name, f in known.items():
             if f.default is MISSING and f.default_factory is MISSING and name not in body:
                 raise RecordError(name, f"missing (required for a {kind})")
         return cls(**body)
@@ -114,6 +115,9 @@ def row_to_record(row: Any) -> Record:
         extra = {k: row[k] for k in ("tie", "weight", "labeler") if k in row}
         if isinstance(chosen, list) or isinstance(rejected, list):
             prompt_msgs = row.get("prompt")
+            for f in ("chosen", "rejected"):
+                if not isinstance(row[f], list):
+                    raise RecordError(f, f"expected a list of chat messages like the other side, got {type(row[f]).__name__}")
             if isinstance(prompt_msgs, list):
                 chosen, rejected = list(prompt_msgs) + chosen, list(prompt_msgs) + rejected
             p1, c = _split_chat(chosen, "chosen")
@@ -177,7 +181,9 @@ def _rows_table(path: Path) -> Iterator[tuple[int, Any]]:
             raise FormatError(path, None, None, "reading Parquet needs `pip install rlhfkit[data]`") from e
         rows = pq.read_table(path).to_pylist()
     for i, row in enumerate(rows, start=1):
-        yield i, row
+        # A table has every column in every row; a null cell means the row lacks that field
+        # (a comparison stored next to a rating has score = null).
+        yield i, {k: v for k, v in row.items() if v is not None} if isinstance(row, dict) else row
 
 
 def read_records(path: str | Path, expect: type | tuple[type, ...] | None = None) -> list[Record]:
@@ -219,7 +225,10 @@ def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> int:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(rows), tmp)
+            # from_pylist takes its columns from the first row alone; name them all so that
+            # mixed record types keep every field (missing cells become null).
+            columns = list(dict.fromkeys(k for row in rows for k in row))
+            pq.write_table(pa.Table.from_pylist([{k: row.get(k) for k in columns} for row in rows]), tmp)
         else:
             with open(tmp, "w", encoding="utf-8") as fh:
                 for row in rows:

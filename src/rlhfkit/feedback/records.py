@@ -113,8 +113,10 @@ class Ranking:
             _need_str(f"responses[{i}]", r)
         _need_opt_str("labeler", self.labeler)
         if self.ranks is not None:
+            if not isinstance(self.ranks, (list, tuple)):
+                raise RecordError("ranks", f"expected a list of integers, got {type(self.ranks).__name__}")
             ranks = tuple(self.ranks)
-            if len(ranks) != len(self.responses) or any(not isinstance(r, int) for r in ranks):
+            if len(ranks) != len(self.responses) or any(isinstance(r, bool) or not isinstance(r, int) for r in ranks):
                 raise RecordError("ranks", "expected one integer rank per response")
             if list(ranks) != sorted(ranks):
                 raise RecordError("ranks", "responses are listed best to worst, so ranks must not decrease")
