@@ -88,11 +88,18 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
         inner = args[0] if args else Any
-        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
         return dict(value)
+    if hint in (float, int) and isinstance(value, str):
+        # PyYAML follows YAML 1.1, where `1e-4` (no dot) is a string, not a float
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
@@ -116,18 +123,25 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """Build `cls` from a mapping, refusing unknown keys and wrong types."""
+    return _apply(cls(), data, prefix)  # type: ignore[call-arg]
+
+
+def _apply(base: T, data: dict[str, Any], prefix: str) -> T:
+    """Set the fields named in `data` on `base`. A nested dataclass is updated in place, so a
+    parent's non-default nested default (`model: ModelConfig = F(ModelConfig(n_layer=2), ...)`)
+    keeps the fields an override does not name."""
+    cls = type(base)
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown config field(s) {sorted(prefix + u for u in unknown)}; known: {sorted(known)}")
-    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
-    base = cls()  # type: ignore[call-arg]
-    for k, v in kwargs.items():
+    for k, v in data.items():
         cur = getattr(base, k)
         if is_dataclass(cur) and isinstance(v, dict):
-            v = from_dict(type(cur), v, prefix + k + ".")
-        setattr(base, k, v)
+            setattr(base, k, _apply(cur, v, prefix + k + "."))
+        else:
+            setattr(base, k, _coerce(v, hints[k], prefix + k))
     return base
 
 
