@@ -108,6 +108,9 @@ def test_comparison_target_and_demonstration_and_completions():
         Completions("p", [])
     assert e.value.field == "responses"
     assert Completions("p", ["a", "b"]).responses == ("a", "b")
+    with pytest.raises(RecordError) as e:
+        Completions("p", ["a"], policy=3)
+    assert e.value.field == "policy"
 
 
 def test_record_to_dict_and_expand():

@@ -176,6 +176,7 @@ class Completions:
         object.__setattr__(self, "responses", tuple(self.responses))
         for i, r in enumerate(self.responses):
             _need_str(f"responses[{i}]", r)
+        _need_opt_str("policy", self.policy)
 
 
 Record = Union[Demonstration, Comparison, Ranking, Rating, Completions]
