@@ -204,6 +204,14 @@ def test_bad_rows_name_file_line_and_field(tmp_path, line, field, message):
     assert message in str(err)
 
 
+def test_non_utf8_line_is_a_format_error(tmp_path):
+    path = tmp_path / "bin.jsonl"
+    path.write_bytes(json.dumps({"prompt": "p", "response": "r"}).encode() + b"\n\xff\xfe{}\n")
+    with pytest.raises(FormatError, match="UTF-8") as e:
+        read_records(path)
+    assert e.value.line == 2
+
+
 def test_empty_and_missing_files(tmp_path):
     for text in ("", "\n  \n"):
         path = tmp_path / "empty.jsonl"

@@ -67,3 +67,8 @@ def test_entropy_by_hand():
     peaked = torch.tensor([[[0.0, 1e4]]])
     assert entropy_from_logits(peaked).item() == pytest.approx(0.0, abs=1e-6)
     assert entropy_from_logits(torch.zeros(2, 3, 5)).shape == (2, 3)
+
+
+def test_entropy_ignores_tokens_filtered_to_minus_infinity():
+    logits = torch.tensor([[[0.0, 0.0, float("-inf"), float("-inf")]]])
+    assert entropy_from_logits(logits).item() == pytest.approx(math.log(2.0))

@@ -56,4 +56,5 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of the categorical at each position: (B, T, V) -> (B, T)."""
     logits = logits.float()
     logp = torch.log_softmax(logits, dim=-1)
-    return -(logp.exp() * logp).sum(-1)
+    # a token filtered to -inf (top-k/top-p) has p = 0 and adds 0, not 0 * -inf = NaN
+    return -(logp.exp() * logp.clamp(min=torch.finfo(logp.dtype).min)).sum(-1)
