@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 COMMAND_MODULES: list[str] = [
     "rlhfkit.commands",
+    "rlhfkit.labeling.commands",
 ]
 
 

@@ -1,0 +1,72 @@
+"""Admin pages: labeler quality and agreement per project, every item with its answers,
+users (add, disable, enable), and export. Every route here requires the admin role."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from rlhfkit.feedback.records import record_to_dict
+from rlhfkit.labeling.export import ExportSummary, collect_records
+from rlhfkit.labeling.quality import project_quality
+from rlhfkit.labeling.store import LabelError, UserInfo
+from rlhfkit.labeling.web import admin_user, check_csrf, redirect, render, store_of
+
+router = APIRouter(prefix="/admin")
+
+
+@router.get("", response_class=HTMLResponse)
+def admin_home(request: Request, user: UserInfo = Depends(admin_user)) -> Response:
+    store = store_of(request)
+    projects = [(p, project_quality(p.kind, store.items_with_answers(p.name))) for p in store.projects()]
+    return render(request, "admin.html", projects=projects, users=store.users(), message=None)
+
+
+@router.get("/p/{project}", response_class=HTMLResponse)
+def admin_project(request: Request, project: str, user: UserInfo = Depends(admin_user)) -> Response:
+    store = store_of(request)
+    p = store.project(project)
+    rows = store.items_with_answers(project)
+    return render(request, "admin_project.html", project=p, quality=project_quality(p.kind, rows), rows=rows)
+
+
+async def _admin_form(request: Request) -> tuple[UserInfo, dict]:
+    user = await run_in_threadpool(admin_user, request)
+    form = await request.form()
+    check_csrf(request, str(form.get("csrf", "")))
+    return user, form
+
+
+@router.post("/users")
+async def add_user(request: Request) -> Response:
+    _admin, form = await _admin_form(request)
+    store = store_of(request)
+    await run_in_threadpool(store.add_user, str(form.get("username", "")), str(form.get("password", "")),
+                            str(form.get("role", "labeler")))
+    return redirect("/admin")
+
+
+@router.post("/users/{username}/{action}")
+async def set_active(request: Request, username: str, action: str) -> Response:
+    admin, _form = await _admin_form(request)
+    if action not in ("disable", "enable"):
+        raise LabelError(f"unknown action {action!r}")
+    if username == admin.username:
+        raise LabelError("you cannot disable yourself")
+    await run_in_threadpool(store_of(request).set_active, username, action == "enable")
+    return redirect("/admin")
+
+
+@router.get("/export")
+def export(request: Request, project: str | None = None, min_gold_agreement: float | None = None,
+           user: UserInfo = Depends(admin_user)) -> Response:
+    """The records `rlhfkit label export` writes, as a JSONL download."""
+    summary = ExportSummary()
+    records = collect_records(store_of(request), project or None, min_gold_agreement, summary)
+    body = "".join(json.dumps(record_to_dict(r), ensure_ascii=False) + "\n" for r in records)
+    return Response(body, media_type="application/x-ndjson", headers={
+        "content-disposition": 'attachment; filename="labels.jsonl"',
+        "x-dropped-labelers": ",".join(summary.dropped_labelers)})

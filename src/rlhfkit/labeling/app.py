@@ -1,0 +1,226 @@
+"""The labeling web app (FastAPI, server-rendered): login, the three task pages, clips,
+and a small JSON API for scripted labelers. Admin pages are in admin.py.
+
+    app = create_app(LabelStore.open("labels.db"))   # `rlhfkit label serve` runs it under uvicorn
+
+Routes (every one checks who is asking; a labeler reaches only items assigned to them):
+  GET  /login, POST /login, POST /logout
+  GET  /                                   projects and the labeler's progress
+  GET  /p/{project}/next                   lease the next item, redirect to it
+  GET  /p/{project}/item/{id}              the task page      POST: submit (form)
+  GET  /media/{id}                         a clip, as media only (nosniff, sandboxed)
+  GET  /api/v1/projects/{project}/next     JSON: lease the next item
+  POST /api/v1/answers                     JSON: {item_id, client_key, answer, seconds_active}
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from rlhfkit.labeling import auth
+from rlhfkit.labeling.store import ItemView, LabelError, LabelStore, UserInfo
+from rlhfkit.labeling.web import (HERE, LOGIN_COOKIE, MEDIA_CSP, SESSION_COOKIE, Denied, LoginRequired,
+                                  SecurityHeaders, check_csrf, cookie_secure, make_templates, page_user,
+                                  redirect, render, safe_next, store_of, who)
+
+
+def create_app(store: LabelStore, secure_cookies: bool | None = None) -> FastAPI:
+    """`secure_cookies`: None = Secure unless plain HTTP on loopback; True/False to force."""
+    from rlhfkit.labeling.admin import router as admin_router
+
+    app = FastAPI(title="rlhfkit labeling", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.store = store
+    app.state.templates = make_templates()
+    app.state.secure_cookies = secure_cookies
+    store.secret()  # made (once per install) before the first request needs it
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.include_router(admin_router)
+    _routes(app)
+    _errors(app)
+    return app
+
+
+def _errors(app: FastAPI) -> None:
+    def wants_json(request: Request) -> bool:
+        return request.url.path.startswith("/api/")
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        if wants_json(request):
+            return JSONResponse({"error": "sign in or send an API token"}, status_code=401)
+        return redirect("/login?next=" + safe_next(exc.next_url))
+
+    @app.exception_handler(Denied)
+    async def _denied(request: Request, exc: Denied) -> Response:
+        if wants_json(request):
+            return JSONResponse({"error": str(exc)}, status_code=403)
+        return render(request, "error.html", 403, message=str(exc))
+
+    @app.exception_handler(LabelError)
+    async def _label_error(request: Request, exc: LabelError) -> Response:
+        if wants_json(request):
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return render(request, "error.html", exc.status, message=str(exc))
+
+
+def _form_answer(kind: str, k: int, form: Any) -> dict[str, Any]:
+    """The task form's fields as an answer payload (kinds.validate_answer checks it)."""
+    if kind == "ranking":  # the page numbers ranks from 1 (best)
+        ranks = []
+        for i in range(k):
+            v = form.get(f"rank_{i}", "")
+            if not str(v).isdigit():
+                raise LabelError("give every response a rank")
+            ranks.append(int(v) - 1)
+        return {"ranks": ranks}
+    if kind == "pairwise":
+        return {"choice": form.get("choice")}
+    score = form.get("score", "")
+    if not str(score).isdigit():
+        raise LabelError("choose a score from 1 to 7")
+    return {"score": int(score), "flags": form.getlist("flags"), "notes": form.get("notes", "")}
+
+
+def _task_page(request: Request, item: ItemView, status: int = 200, error: str | None = None,
+               client_key: str | None = None, values: dict[str, Any] | None = None) -> HTMLResponse:
+    return render(request, f"task_{item.project.kind}.html", status, item=item, project=item.project,
+                  error=error, client_key=client_key or secrets.token_urlsafe(18), values=values or {})
+
+
+class AnswerIn(BaseModel):
+    item_id: int
+    client_key: str
+    answer: dict[str, Any]
+    seconds_active: float | None = None
+
+
+def _item_json(item: ItemView) -> dict[str, Any]:
+    return {"id": item.id, "project": item.project.name, "kind": item.project.kind, "prompt": item.prompt,
+            "responses": list(item.responses), "media": [f"/media/{m.id}" for m in item.media]}
+
+
+def _routes(app: FastAPI) -> None:
+    @app.get("/healthz")
+    def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request, next: str = "/") -> Response:
+        nonce = secrets.token_urlsafe(24)
+        resp = render(request, "login.html", login_csrf=auth.login_csrf(store_of(request).secret(), nonce),
+                      next=safe_next(next), error=None)
+        resp.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="strict", secure=cookie_secure(request),
+                        path="/login", max_age=3600)
+        return resp
+
+    @app.post("/login")
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        store = store_of(request)
+        nonce = request.cookies.get(LOGIN_COOKIE)
+        if not nonce or not auth.same(str(form.get("csrf", "")), auth.login_csrf(store.secret(), nonce)):
+            raise Denied("the login form expired; reload it and try again")
+        user = await run_in_threadpool(store.authenticate, str(form.get("username", "")),
+                                       str(form.get("password", "")))
+        if user is None:
+            new_nonce = secrets.token_urlsafe(24)
+            resp = render(request, "login.html", 401, login_csrf=auth.login_csrf(store.secret(), new_nonce),
+                          next=safe_next(str(form.get("next", "/"))), error="Wrong username or password.")
+            resp.set_cookie(LOGIN_COOKIE, new_nonce, httponly=True, samesite="strict",
+                            secure=cookie_secure(request), path="/login", max_age=3600)
+            return resp
+        token, _csrf = await run_in_threadpool(store.create_session, user)
+        resp = redirect(safe_next(str(form.get("next", "/"))))
+        resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=cookie_secure(request),
+                        path="/", max_age=7 * 24 * 3600)
+        resp.delete_cookie(LOGIN_COOKIE, path="/login")
+        return resp
+
+    @app.post("/logout")
+    async def logout(request: Request) -> Response:
+        form = await request.form()
+        check_csrf(request, str(form.get("csrf", "")))
+        await run_in_threadpool(store_of(request).end_session, request.cookies.get(SESSION_COOKIE, ""))
+        resp = redirect("/login")
+        resp.delete_cookie(SESSION_COOKIE, path="/")
+        return resp
+
+    @app.get("/", response_class=HTMLResponse)
+    def home(request: Request, user: UserInfo = Depends(page_user)) -> Response:
+        store = store_of(request)
+        rows = [(p, store.progress(p.name, user)) for p in store.projects()]
+        return render(request, "home.html", rows=rows)
+
+    @app.get("/p/{project}/next")
+    def next_page(request: Request, project: str, user: UserInfo = Depends(page_user)) -> Response:
+        item = store_of(request).next_item(project, user)
+        if item is None:
+            return render(request, "done.html", project=store_of(request).project(project))
+        return redirect(f"/p/{item.project.name}/item/{item.id}")
+
+    def _load(request: Request, project: str, item_id: int, user: UserInfo) -> tuple[ItemView, Any]:
+        item, mine = store_of(request).item_for(user, item_id)
+        if item.project.name != project:
+            raise LabelError(f"no item {item_id} in project {project!r}")
+        return item, mine
+
+    @app.get("/p/{project}/item/{item_id}", response_class=HTMLResponse)
+    def item_page(request: Request, project: str, item_id: int, user: UserInfo = Depends(page_user)) -> Response:
+        item, mine = _load(request, project, item_id, user)
+        if mine is not None:
+            return render(request, "answered.html", project=item.project, item=item)
+        return _task_page(request, item)
+
+    @app.post("/p/{project}/item/{item_id}")
+    async def submit_form(request: Request, project: str, item_id: int) -> Response:
+        user = await run_in_threadpool(page_user, request)
+        form = await request.form()
+        check_csrf(request, str(form.get("csrf", "")))
+        item, _mine = await run_in_threadpool(_load, request, project, item_id, user)
+        key = str(form.get("client_key", ""))
+        try:
+            payload = _form_answer(item.project.kind, len(item.responses), form)
+            active = float(form.get("active_seconds") or "nan")
+            await run_in_threadpool(store_of(request).submit, user, item_id, key, payload,
+                                    active if active == active else None)
+        except (LabelError, ValueError) as e:
+            status = e.status if isinstance(e, LabelError) else 400
+            return _task_page(request, item, status, str(e), key, values=dict(form))
+        return redirect(f"/p/{item.project.name}/next")
+
+    @app.get("/media/{media_id}")
+    def media(request: Request, media_id: int, user: UserInfo = Depends(page_user)) -> Response:
+        ctype, data = store_of(request).media(user, media_id)
+        return Response(data, media_type=ctype, headers={
+            "content-security-policy": MEDIA_CSP, "x-content-type-options": "nosniff",
+            "content-disposition": f'inline; filename="clip-{media_id}"', "cache-control": "private, max-age=3600"})
+
+    # ------------------------------------------------------------ JSON API
+
+    @app.get("/api/v1/projects")
+    def api_projects(request: Request, user: UserInfo = Depends(page_user)) -> Any:
+        return [{"name": p.name, "kind": p.kind} for p in store_of(request).projects()]
+
+    @app.get("/api/v1/projects/{project}/next")
+    def api_next(request: Request, project: str, user: UserInfo = Depends(page_user)) -> Any:
+        item = store_of(request).next_item(project, user)
+        return {"item": _item_json(item) if item else None}
+
+    @app.get("/api/v1/items/{item_id}")
+    def api_item(request: Request, item_id: int, user: UserInfo = Depends(page_user)) -> Any:
+        item, mine = store_of(request).item_for(user, item_id)
+        return {"item": _item_json(item), "answer": mine.payload if mine else None}
+
+    @app.post("/api/v1/answers")
+    def api_answer(request: Request, body: AnswerIn, user: UserInfo = Depends(page_user)) -> Any:
+        check_csrf(request, request.headers.get("x-csrf-token"))
+        res = store_of(request).submit(user, body.item_id, body.client_key, body.answer, body.seconds_active)
+        return {"answer_id": res.answer_id, "duplicate": res.duplicate}

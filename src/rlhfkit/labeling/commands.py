@@ -1,0 +1,167 @@
+"""`rlhfkit label serve | import | export | users add | users list | users disable`.
+
+The database is `--db URL` (a file path or `sqlite:///path` for SQLite, `postgresql://...`
+for PostgreSQL), else $RLHFKIT_LABEL_DB, else `labels.db` in the working directory.
+Heavy imports (FastAPI, SQLAlchemy) wait until a command runs, so `rlhfkit --help` works
+without the `label` extra installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from typing import Any
+
+from rlhfkit.cli import Command, Flag
+from rlhfkit.errors import UserError
+
+DEFAULT_DB = "labels.db"
+_DB = Flag("--db", "db", "database URL or SQLite file (default: $RLHFKIT_LABEL_DB or labels.db)")
+
+
+def _open(ns: argparse.Namespace) -> Any:
+    try:
+        from rlhfkit.labeling.store import LabelStore
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise UserError(f"the labeling app needs `pip install rlhfkit[label]` ({e})") from e
+    url = getattr(ns, "flag__db", None) or os.environ.get("RLHFKIT_LABEL_DB") or DEFAULT_DB
+    return LabelStore.open(url)
+
+
+def _get(ns: argparse.Namespace, name: str, default: Any = None) -> Any:
+    value = getattr(ns, "flag__" + name, None)
+    return default if value is None else value
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def serve(ns: argparse.Namespace) -> None:
+    import uvicorn
+
+    from rlhfkit.labeling.app import create_app
+    from rlhfkit.logging import get_logger
+
+    store = _open(ns)
+    host, port = _get(ns, "host", "127.0.0.1"), _get(ns, "port", 8000)
+    secure = False if _get(ns, "insecure_cookies", False) else None
+    if secure is False:
+        get_logger(__name__).warning("cookies without the Secure flag: use this only behind no network you distrust")
+    if not store.users():
+        get_logger(__name__).warning("no users yet: add one with `rlhfkit label users add NAME --role admin`")
+    uvicorn.run(create_app(store, secure_cookies=secure), host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=5)
+
+
+def import_(ns: argparse.Namespace) -> None:
+    from rlhfkit.labeling.importing import import_file
+    from rlhfkit.labeling.store import NotFound
+    from rlhfkit.logging import get_logger
+
+    store = _open(ns)
+    name = _get(ns, "project", "default")
+    kind = _get(ns, "kind")
+    try:
+        project = store.project(name)
+        if kind is not None and kind != project.kind:
+            raise UserError(f"project {name!r} is a {project.kind} project, not {kind}")
+    except NotFound:
+        store.create_project(name, kind or "ranking", labels_per_item=_get(ns, "labels_per_item", 1),
+                             gold_every=_get(ns, "gold_every", 10),
+                             active_selection=bool(_get(ns, "active_selection", False)),
+                             markdown=bool(_get(ns, "markdown", False)))
+    ids = import_file(store, name, ns.FILE, allow_urls=bool(_get(ns, "allow_urls", False)),
+                      max_chars=_get(ns, "max_chars", 20_000))
+    get_logger(__name__).info("imported %d items into project %r", len(ids), name)
+
+
+def export(ns: argparse.Namespace) -> None:
+    from rlhfkit.labeling.export import export_file
+    from rlhfkit.logging import get_logger
+
+    log = get_logger(__name__)
+    out = _get(ns, "out")
+    if out is None:
+        raise UserError("label export needs --out FILE")
+    summary = export_file(_open(ns), out, _get(ns, "project"), _get(ns, "min_gold_agreement"))
+    log.info("wrote %d records (%d answers) to %s", summary.records, summary.answers, out)
+    if summary.dropped_labelers:
+        log.info("dropped labelers below the gold-agreement threshold: %s", ", ".join(summary.dropped_labelers))
+    if summary.unchecked_labelers:
+        log.warning("kept labelers who answered no gold item: %s", ", ".join(sorted(set(summary.unchecked_labelers))))
+
+
+def users_add(ns: argparse.Namespace) -> None:
+    password = None
+    if _get(ns, "password_stdin", False):
+        password = sys.stdin.readline().rstrip("\n")
+    elif not _get(ns, "token", False) or _get(ns, "password", False):
+        if not sys.stdin.isatty():
+            raise UserError("no terminal to ask for a password: use --password-stdin or --token")
+        password = getpass.getpass(f"password for {ns.NAME}: ")
+        if getpass.getpass("again: ") != password:
+            raise UserError("the passwords differ")
+    user, token = _open(ns).add_user(ns.NAME, password, _get(ns, "role", "labeler"), bool(_get(ns, "token", False)))
+    _out(f"added {user.role} {user.username}")
+    if token:
+        _out(f"API token (shown once; send it as 'Authorization: Bearer TOKEN'): {token}")
+
+
+def users_list(ns: argparse.Namespace) -> None:
+    for u in _open(ns).users():
+        how = "+".join(x for x, has in (("password", u.has_password), ("token", u.has_token)) if has)
+        _out(f"{u.username}\t{u.role}\t{'active' if u.active else 'disabled'}\t{how}")
+
+
+def users_disable(ns: argparse.Namespace) -> None:
+    _open(ns).set_active(ns.NAME, False)
+    _out(f"disabled {ns.NAME} (their labels stay)")
+
+
+COMMANDS: list[Command] = [
+    Command("label serve", "serve the labeling web app", serve, common=False, flags=(
+        _DB,
+        Flag("--host", "host", "address to listen on (default 127.0.0.1)"),
+        Flag("--port", "port", "port (default 8000)", type=int),
+        Flag("--insecure-cookies", "insecure_cookies", "send session cookies over plain HTTP off loopback "
+             "(default: Secure cookies except on loopback)", action="store_true"),
+    )),
+    Command("label import", "import prompts + responses (or clips) as items to label", import_, common=False, flags=(
+        Flag("FILE", "FILE", "JSONL from `rlhfkit sample`, or rows {prompt, responses} / {prompt, clips}",
+             positional=True),
+        _DB,
+        Flag("--project", "project", "project to add to (created if missing; default 'default')"),
+        Flag("--kind", "kind", "task kind of a new project (default ranking)", choices=("ranking", "pairwise", "rating")),
+        Flag("--labels-per-item", "labels_per_item", "labelers per item, for a new project (default 1)", type=int),
+        Flag("--gold-every", "gold_every", "one gold item after every N regular ones, new project (default 10)",
+             type=int),
+        Flag("--active-selection", "active_selection", "order the queue by ensemble disagreement (new project)",
+             action="store_true"),
+        Flag("--markdown", "markdown", "render model text as markdown, no raw HTML (new project)", action="store_true"),
+        Flag("--allow-urls", "allow_urls", "fetch clips given as http(s) URLs (off by default)", action="store_true"),
+        Flag("--max-chars", "max_chars", "longest prompt or response accepted (default 20000)", type=int),
+    )),
+    Command("label export", "write the labels as records for `rlhfkit rm --data`", export, common=False, flags=(
+        _DB,
+        Flag("--out", "out", "output file (.jsonl, or .parquet)"),
+        Flag("--project", "project", "only this project (default: all)"),
+        Flag("--min-gold-agreement", "min_gold_agreement",
+             "drop labelers whose agreement with gold items is below this (0..1)", type=float),
+    )),
+    Command("label users add", "add a labeler or admin", users_add, common=False, flags=(
+        Flag("NAME", "NAME", "username", positional=True),
+        _DB,
+        Flag("--role", "role", "admin or labeler (default labeler)", choices=("admin", "labeler")),
+        Flag("--password-stdin", "password_stdin", "read the password from standard input", action="store_true"),
+        Flag("--password", "password", "also ask for a password when --token is given", action="store_true"),
+        Flag("--token", "token", "issue an API token (printed once)", action="store_true"),
+    )),
+    Command("label users list", "list users", users_list, common=False, flags=(_DB,)),
+    Command("label users disable", "disable a user (their labels are kept)", users_disable, common=False, flags=(
+        Flag("NAME", "NAME", "username", positional=True),
+        _DB,
+    )),
+]

@@ -1,0 +1,161 @@
+"""What each task kind means: the shape of an item, of an answer, how answers compare
+(for agreement) and which records they become on export. One home per kind.
+
+Answers (normalized payloads):
+  ranking   {"ranks": [r_0, ..., r_{K-1}]}  dense ranks per shown response, 0 = best, equal = tie
+  pairwise  {"choice": "A" | "B" | "tie" | "cant_tell"}
+  rating    {"score": 1..7, "flags": [RATING_FLAGS...], "notes": str}
+A gold item's researcher answer has the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any, Hashable
+
+from rlhfkit.errors import UserError
+from rlhfkit.feedback.records import RATING_FLAGS, Comparison, Ranking, Rating, Record, RecordError
+
+PAIRWISE_CHOICES: tuple[str, ...] = ("A", "B", "tie", "cant_tell")
+# Responses per item, by kind (an imported row may be split into several items: see importing.py).
+ITEM_K: dict[str, tuple[int, int]] = {"ranking": (2, 9), "pairwise": (2, 2), "rating": (1, 1)}
+# Krippendorff's alpha metric for each kind's judgments.
+ALPHA_METRIC: dict[str, str] = {"ranking": "nominal", "pairwise": "nominal", "rating": "interval"}
+MAX_NOTES = 5000
+DEFAULT_MAX_CHARS = 20_000  # per prompt or response
+
+
+class AnswerError(UserError, ValueError):
+    """An answer that does not fit its item (the web app answers 400 with this message)."""
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An item to add. `media` holds (content_type, bytes) per response for clip items."""
+
+    prompt: str
+    responses: tuple[str, ...]
+    policy: str | None = None
+    gold: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    media: tuple[tuple[str, bytes], ...] = ()
+
+
+def validate_new_item(kind: str, item: NewItem, max_chars: int = DEFAULT_MAX_CHARS) -> NewItem:
+    """Check an item against its kind; raise RecordError naming the field. Returns it with the
+    gold answer normalized."""
+    if kind not in ITEM_K:
+        raise RecordError("kind", f"unknown task kind {kind!r}; known: {', '.join(ITEM_K)}")
+    lo, hi = ITEM_K[kind]
+    k = len(item.responses)
+    if not lo <= k <= hi:
+        want = f"{lo}" if lo == hi else f"{lo}..{hi}"
+        raise RecordError("responses", f"a {kind} item needs {want} responses, got {k}")
+    for name, text in [("prompt", item.prompt)] + [(f"responses[{i}]", r) for i, r in enumerate(item.responses)]:
+        if not isinstance(text, str):
+            raise RecordError(name, f"expected a string, got {type(text).__name__}")
+        if len(text) > max_chars:
+            raise RecordError(name, f"too long: {len(text)} characters (the limit is {max_chars})")
+    if item.media and len(item.media) != k:
+        raise RecordError("clips", f"expected one clip per response ({k}), got {len(item.media)}")
+    if item.gold is not None:
+        try:
+            gold = validate_answer(kind, k, item.gold)
+        except AnswerError as e:
+            raise RecordError("gold", str(e)) from None
+        item = NewItem(item.prompt, tuple(item.responses), item.policy, gold, dict(item.meta), item.media)
+    return item
+
+
+# ---------------------------------------------------------------- answers
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise AnswerError(f"{name}: expected an integer, got {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise AnswerError(f"{name}: expected an integer, got {value!r}") from None
+
+
+def validate_answer(kind: str, k: int, payload: Any) -> dict[str, Any]:
+    """Normalize an answer to an item with `k` responses, or raise AnswerError."""
+    if not isinstance(payload, dict):
+        raise AnswerError("an answer is a JSON object")
+    if kind == "ranking":
+        ranks = payload.get("ranks")
+        if not isinstance(ranks, (list, tuple)) or len(ranks) != k:
+            raise AnswerError(f"ranks: expected one rank per response ({k})")
+        values = [_int(r, f"ranks[{i}]") for i, r in enumerate(ranks)]
+        if any(not 0 <= v < k for v in values):
+            raise AnswerError(f"ranks: each rank must be between 0 (best) and {k - 1}")
+        dense = {v: i for i, v in enumerate(sorted(set(values)))}  # ties allowed; gaps closed
+        return {"ranks": [dense[v] for v in values]}
+    if kind == "pairwise":
+        choice = payload.get("choice")
+        if choice not in PAIRWISE_CHOICES:
+            raise AnswerError(f"choice: expected one of {', '.join(PAIRWISE_CHOICES)}")
+        return {"choice": choice}
+    if kind == "rating":
+        score = _int(payload.get("score"), "score")
+        if not 1 <= score <= 7:
+            raise AnswerError("score: must be on the 1-7 Likert scale")
+        flags = payload.get("flags", [])
+        if not isinstance(flags, (list, tuple)) or any(f not in RATING_FLAGS for f in flags):
+            raise AnswerError(f"flags: expected a list drawn from {', '.join(RATING_FLAGS)}")
+        notes = payload.get("notes", "")
+        if not isinstance(notes, str) or len(notes) > MAX_NOTES:
+            raise AnswerError(f"notes: expected text of at most {MAX_NOTES} characters")
+        return {"score": score, "flags": [f for f in RATING_FLAGS if f in flags], "notes": notes}
+    raise AnswerError(f"unknown task kind {kind!r}")
+
+
+# ---------------------------------------------------------------- agreement units
+
+def _sign(x: int) -> int:
+    return (x > 0) - (x < 0)
+
+
+def judgments(kind: str, payload: dict[str, Any]) -> list[tuple[Hashable, Any]]:
+    """The comparable judgments in an answer, keyed by sub-unit: a ranking gives one ordered
+    pair per response pair (-1 first better, 0 tie, 1 second better); "can't tell" gives none."""
+    if kind == "ranking":
+        r = payload["ranks"]
+        return [((i, j), _sign(r[i] - r[j])) for i, j in combinations(range(len(r)), 2)]
+    if kind == "pairwise":
+        return [] if payload["choice"] == "cant_tell" else [(None, payload["choice"])]
+    return [(None, payload["score"])]
+
+
+def gold_agreement(kind: str, payload: dict[str, Any], gold: dict[str, Any]) -> float:
+    """How far an answer agrees with the researcher's, in [0, 1]: the share of response pairs
+    ordered alike (ranking), the same choice (pairwise), a score within one point (rating)."""
+    if kind == "rating":
+        return 1.0 if abs(payload["score"] - gold["score"]) <= 1 else 0.0
+    if kind == "pairwise":
+        return 1.0 if payload["choice"] == gold["choice"] else 0.0
+    mine, theirs = dict(judgments(kind, payload)), dict(judgments(kind, gold))
+    return sum(mine[u] == v for u, v in theirs.items()) / len(theirs)
+
+
+# ---------------------------------------------------------------- records
+
+def to_records(kind: str, prompt: str, responses: list[str], payload: dict[str, Any], labeler: str,
+               meta: dict[str, Any]) -> list[Record]:
+    """The training records an answer becomes. Pairwise "can't tell" becomes none: it says
+    nothing about which is better (Christiano et al. 2017, sec. 2.2.3 drop incomparable pairs)."""
+    if kind == "ranking":
+        order = sorted(range(len(responses)), key=lambda i: payload["ranks"][i])
+        return [Ranking(prompt, tuple(responses[i] for i in order), labeler=labeler,
+                        ranks=tuple(payload["ranks"][i] for i in order), meta=meta)]
+    if kind == "pairwise":
+        a, b = responses
+        choice = payload["choice"]
+        if choice == "cant_tell":
+            return []
+        chosen, rejected = (b, a) if choice == "B" else (a, b)
+        return [Comparison(prompt, chosen, rejected, tie=choice == "tie", labeler=labeler, meta=meta)]
+    notes = payload.get("notes", "")
+    return [Rating(prompt, responses[0], payload["score"], flags=tuple(payload["flags"]), notes=notes,
+                   labeler=labeler, meta=meta)]

@@ -1,0 +1,120 @@
+"""The label store's tables (SQLAlchemy 2 declarative). Alembic migrations in
+`migrations/versions/` build exactly this schema; a test checks the two agree.
+
+Datetimes are naive UTC. JSON columns hold small lists/dicts: an item's responses,
+an answer's payload (`{"ranks": [...]}`, `{"choice": "A"}`, `{"score": 5, "flags": [...],
+"notes": ""}`) and a gold item's researcher answer in the same shape.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+KINDS: tuple[str, ...] = ("ranking", "pairwise", "rating")
+ROLES: tuple[str, ...] = ("admin", "labeler")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Setting(Base):
+    """Per-install values (the session secret), generated on first use, never constants in code."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)  # argon2id
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)  # sha256 of the API token
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AuthSession(Base):
+    """A browser session: the cookie holds a random token, the table its keyed hash."""
+
+    __tablename__ = "sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    labels_per_item: Mapped[int] = mapped_column(Integer, default=1)
+    gold_every: Mapped[int] = mapped_column(Integer, default=10)
+    active_selection: Mapped[bool] = mapped_column(Boolean, default=False)
+    markdown: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    prompt: Mapped[str] = mapped_column(Text)
+    responses: Mapped[list[str]] = mapped_column(JSON)  # texts, or clip names for clip items
+    policy: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    gold: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the researcher's answer
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Media(Base):
+    """A clip or image shown with an item, stored in the database so the store stays one thing."""
+
+    __tablename__ = "media"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Assignment(Base):
+    """An item shown to a labeler (a lease); `answered` is set in the answer's transaction."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("item_id", "user_id", name="uq_assignment_item_user"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    served_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    answered: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Answer(Base):
+    __tablename__ = "answers"
+    __table_args__ = (UniqueConstraint("item_id", "user_id", name="uq_answer_item_user"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    client_key: Mapped[str] = mapped_column(String(64), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seconds_wall: Mapped[float] = mapped_column(Float)  # server: served -> submitted
+    seconds_active: Mapped[float | None] = mapped_column(Float, nullable=True)  # client: page visible
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -1,0 +1,109 @@
+"""Labeler quality: agreement with gold items, inter-annotator agreement (pairwise
+agreement and Krippendorff's alpha) and throughput, per project.
+
+Krippendorff's alpha follows Krippendorff (2011), "Computing Krippendorff's
+Alpha-Reliability": alpha = 1 - D_o / D_e from the coincidence matrix of values that
+coders gave the same unit; units coded once are not pairable and drop out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from itertools import combinations
+from statistics import median
+from typing import Any, Hashable, Iterable, Mapping, Sequence
+
+from rlhfkit.labeling.kinds import ALPHA_METRIC, gold_agreement, judgments
+
+
+def _delta2(metric: str, a: Any, b: Any) -> float:
+    if metric == "nominal":
+        return 0.0 if a == b else 1.0
+    if metric == "interval":
+        return float(a - b) ** 2
+    raise ValueError(f"unknown metric {metric!r}: nominal or interval")
+
+
+def krippendorff_alpha(units: Mapping[Hashable, Sequence[Any]], metric: str = "nominal") -> float | None:
+    """Alpha over `units` (each: the values its coders gave, missing ones left out).
+    None when it is undefined (no pairable values, or no variation at all)."""
+    coincidence: Counter[tuple[Any, Any]] = Counter()
+    for values in units.values():
+        m = len(values)
+        if m < 2:
+            continue
+        for i, j in combinations(range(m), 2):  # each ordered pair of distinct coders, weight 1/(m-1)
+            coincidence[(values[i], values[j])] += 1.0 / (m - 1)
+            coincidence[(values[j], values[i])] += 1.0 / (m - 1)
+    n_c: Counter[Any] = Counter()
+    for (c, _k), o in coincidence.items():
+        n_c[c] += o
+    n = sum(n_c.values())
+    if n <= 1:
+        return None
+    d_o = sum(o * _delta2(metric, c, k) for (c, k), o in coincidence.items()) / n
+    d_e = sum(n_c[c] * n_c[k] * _delta2(metric, c, k) for c in n_c for k in n_c) / (n * (n - 1))
+    if d_e == 0:
+        return None
+    return 1.0 - d_o / d_e
+
+
+def pairwise_agreement(units: Mapping[Hashable, Sequence[Any]]) -> float | None:
+    """The share of pairs of coders of the same unit who gave the same value."""
+    agree = total = 0
+    for values in units.values():
+        for a, b in combinations(values, 2):
+            agree += a == b
+            total += 1
+    return agree / total if total else None
+
+
+@dataclass(frozen=True)
+class LabelerStats:
+    labeler: str
+    answers: int
+    gold_answers: int
+    gold_agreement: float | None  # mean over the gold items they answered
+    median_seconds: float | None
+    labels_per_hour: float | None
+
+
+@dataclass(frozen=True)
+class ProjectQuality:
+    kind: str
+    items: int
+    answers: int
+    pairwise_agreement: float | None
+    krippendorff_alpha: float | None
+    labelers: list[LabelerStats]
+
+
+def _seconds(answer: Any) -> float:
+    return answer.seconds_active if answer.seconds_active is not None else answer.seconds_wall
+
+
+def project_quality(kind: str, items_with_answers: Iterable[tuple[Any, list[Any]]]) -> ProjectQuality:
+    """Agreement and throughput from `LabelStore.items_with_answers(project)`."""
+    units: dict[Hashable, list[Any]] = defaultdict(list)
+    gold_scores: dict[str, list[float]] = defaultdict(list)
+    per_labeler: dict[str, list[Any]] = defaultdict(list)
+    n_items = n_answers = 0
+    for item, answers in items_with_answers:
+        n_items += 1
+        for a in answers:
+            n_answers += 1
+            per_labeler[a.labeler].append(a)
+            for sub, value in judgments(kind, a.payload):
+                units[(item.id, sub)].append(value)
+            if item.gold is not None:
+                gold_scores[a.labeler].append(gold_agreement(kind, a.payload, item.gold))
+    stats = []
+    for name in sorted(per_labeler):
+        secs = [_seconds(a) for a in per_labeler[name]]
+        golds = gold_scores.get(name, [])
+        total = sum(secs)
+        stats.append(LabelerStats(name, len(secs), len(golds), sum(golds) / len(golds) if golds else None,
+                                  median(secs) if secs else None, len(secs) / total * 3600 if total > 0 else None))
+    return ProjectQuality(kind, n_items, n_answers, pairwise_agreement(units),
+                          krippendorff_alpha(units, ALPHA_METRIC[kind]), stats)

@@ -1,0 +1,115 @@
+/* rlhfkit labeling: time on task, double-submit guard and keyboard shortcuts.
+   Plain JavaScript loaded from this origin (the CSP forbids inline script and eval).
+   It never builds HTML from strings: it only sets form values and classes. */
+(function () {
+  "use strict";
+
+  function onReady(fn) {
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", fn);
+    else fn();
+  }
+
+  onReady(function () {
+    var form = document.getElementById("task");
+    if (!form) return;
+    var kind = form.getAttribute("data-kind");
+
+    // Time on task: counted only while the page is visible.
+    var activeMs = 0;
+    var since = document.hidden ? null : performance.now();
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden && since !== null) { activeMs += performance.now() - since; since = null; }
+      else if (!document.hidden && since === null) { since = performance.now(); }
+    });
+    function activeSeconds() {
+      return (activeMs + (since === null ? 0 : performance.now() - since)) / 1000;
+    }
+
+    var sent = false;
+    form.addEventListener("submit", function (ev) {
+      if (sent) { ev.preventDefault(); return; }  // the client key makes a resend harmless; this spares the server
+      form.elements.namedItem("active_seconds").value = activeSeconds().toFixed(3);
+      sent = true;
+    });
+    window.addEventListener("pageshow", function () { sent = false; });
+
+    function submit(button) {
+      if (typeof form.requestSubmit === "function") form.requestSubmit(button || undefined);
+      else if (button) button.click();
+      else form.submit();
+    }
+
+    var handlers = {
+      ranking: rankingKeys(form, submit),
+      pairwise: pairwiseKeys(form, submit),
+      rating: ratingKeys(form, submit)
+    };
+    var handle = handlers[kind];
+
+    document.addEventListener("keydown", function (ev) {
+      var t = ev.target;
+      var typing = t && (t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && /^(text|password|number|)$/.test(t.type)));
+      if (typing) {
+        if (ev.key === "Escape") t.blur();
+        else if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); submit(); }
+        return;
+      }
+      if (ev.ctrlKey || ev.metaKey || ev.altKey || !handle) return;
+      if (handle(ev)) ev.preventDefault();
+    });
+  });
+
+  function rankingKeys(form, submit) {
+    var cards = Array.prototype.slice.call(form.querySelectorAll("li.response"));
+    var k = cards.length;
+    var at = 0;
+    function focus(i) {
+      at = Math.max(0, Math.min(k - 1, i));
+      cards.forEach(function (c, j) { c.classList.toggle("focus", j === at); });
+      cards[at].scrollIntoView({ block: "nearest" });
+    }
+    cards.forEach(function (c, j) { c.addEventListener("click", function () { focus(j); }); });
+    if (k) focus(0);
+    return function (ev) {
+      if (ev.key === "j" || ev.key === "ArrowDown") { focus(at + 1); return true; }
+      if (ev.key === "k" || ev.key === "ArrowUp") { focus(at - 1); return true; }
+      if (/^[1-9]$/.test(ev.key) && Number(ev.key) <= k) {
+        cards[at].querySelector("select").value = ev.key;
+        focus(at + 1);
+        return true;
+      }
+      if (ev.key === "Enter") { submit(); return true; }
+      return false;
+    };
+  }
+
+  function pairwiseKeys(form, submit) {
+    var keys = { "1": "A", "a": "A", "ArrowLeft": "A", "2": "B", "b": "B", "ArrowRight": "B",
+                 "3": "tie", "t": "tie", "=": "tie", "4": "cant_tell", "c": "cant_tell", "0": "cant_tell" };
+    return function (ev) {
+      if (ev.key === "r") {
+        Array.prototype.forEach.call(form.querySelectorAll("video"), function (v) { v.currentTime = 0; v.play(); });
+        return true;
+      }
+      var choice = keys[ev.key];
+      if (!choice) return false;
+      submit(form.querySelector('button[name="choice"][value="' + choice + '"]'));
+      return true;
+    };
+  }
+
+  function ratingKeys(form, submit) {
+    var notes = form.querySelector("textarea[name=notes]");
+    return function (ev) {
+      if (/^[1-7]$/.test(ev.key)) {
+        form.querySelector('input[name="score"][value="' + ev.key + '"]').checked = true;
+        return true;
+      }
+      if (ev.key === "n" && notes) { notes.focus(); return true; }
+      if (ev.key === "Enter") { submit(); return true; }
+      var box = form.querySelector('input[name="flags"][data-key="' + (ev.key.length === 1 ? ev.key.toLowerCase() : "") + '"]');
+      if (box && ev.key.length === 1) { box.checked = !box.checked; return true; }
+      return false;
+    };
+  }
+})();
