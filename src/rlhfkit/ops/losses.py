@@ -127,3 +127,15 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
         clipfrac = 0.0
     loss = reduce(per_token, mask, reduction)
     return LossOutput(loss, {"value_clipfrac": clipfrac, "value_mse": masked_mean(err.detach(), mask).item()})
+
+
+def rating_regression(pred: torch.Tensor, score: torch.Tensor, center: float = 4.0, scale: float = 3.0
+                      ) -> LossOutput:
+    """"Approach 1" of the lectures: regress Likert ratings directly.
+
+    loss = 1/2 mean (r(x, y) - (score - center) / scale)^2, mapping 1..7 onto [-1, 1]."""
+    assert pred.shape == score.shape
+    target = (score.to(pred.dtype) - center) / scale
+    err = pred.float() - target.float()
+    loss = 0.5 * (err**2).mean()
+    return LossOutput(loss, {"rmse": err.detach().pow(2).mean().sqrt().item()})

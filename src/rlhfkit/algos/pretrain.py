@@ -1,0 +1,119 @@
+"""Pretraining: next-token prediction on a corpus (every token is a target).
+
+With no `--model`, a byte-level BPE tokenizer is trained on the corpus and a tiny
+GPT is built from `ModelConfig`; with `--model PATH`, that model keeps training.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rlhfkit.algos.loop import OptimConfig, fit
+from rlhfkit.config import F, ModelConfig, RunConfig
+from rlhfkit.errors import UserError
+from rlhfkit.lm.data import lm_blocks, token_logprobs
+from rlhfkit.lm.models import build_tiny_gpt, load_policy, load_tokenizer, save_model, train_tokenizer
+from rlhfkit.logging import MetricsLogger, get_logger
+from rlhfkit.ops.losses import sft_nll
+from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.tasks.reviews import ReviewTask
+
+log = get_logger(__name__)
+
+
+@dataclass
+class PretrainConfig(RunConfig):
+    model: ModelConfig = F(ModelConfig(), "the model to build or continue training")
+    optim: OptimConfig = F(OptimConfig(lr=2e-3, batch_size=32, epochs=1.0), "optimizer and schedule")
+    data: str | None = F(None, "text corpus: .txt (one document per line) or .jsonl with a 'text' field; "
+                               "None generates the embedded review corpus")
+    corpus_docs: int = F(24000, "documents in the generated corpus")
+    task_seed: int = F(0, "seed of the embedded task's generator")
+    eval_docs: int = F(500, "held-out documents for the final perplexity")
+
+
+def read_corpus(path: str | Path) -> list[str]:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p}: no such corpus file")
+    docs: list[str] = []
+    with open(p, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            if p.suffix == ".jsonl":
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise UserError(f"{p}:{lineno}: malformed JSON ({e.msg})") from None
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                    raise UserError(f"{p}:{lineno}: field 'text': expected a string")
+                docs.append(row["text"])
+            else:
+                docs.append(line.rstrip("\n"))
+    if not docs:
+        raise UserError(f"{p}: the corpus is empty")
+    return docs
+
+
+def run(cfg: PretrainConfig) -> dict:
+    t0 = time.time()
+    seed_everything(cfg.seed)
+    run_dir = RunDir.create(cfg.out or "runs/pretrain", cfg)
+    docs = read_corpus(cfg.data) if cfg.data else ReviewTask(cfg.task_seed).corpus(cfg.corpus_docs + cfg.eval_docs)
+    eval_docs, train_docs = docs[: cfg.eval_docs], docs[cfg.eval_docs:]
+    tok_dir = run_dir.path / "tokenizer"
+    if cfg.model.path:
+        model, tok = load_policy(cfg.model.path)
+        block = min(cfg.model.n_positions, model.config.max_position_embeddings if hasattr(
+            model.config, "max_position_embeddings") else cfg.model.n_positions)
+    else:
+        if cfg.resume and tok_dir.exists():
+            tok = load_tokenizer(tok_dir)
+        else:
+            tok = train_tokenizer(train_docs, cfg.model.vocab_size)
+            tok.save_pretrained(tok_dir)
+        model = build_tiny_gpt(cfg.model, tok)
+        block = cfg.model.n_positions
+    blocks = lm_blocks(tok, train_docs, block)
+    ones = torch.ones_like(blocks[:1, 1:])
+    log.info("pretrain: %d documents, %d tokens in %d blocks of %d; %.2fM parameters", len(train_docs),
+             blocks.numel(), len(blocks), block, sum(p.numel() for p in model.parameters()) / 1e6)
+    device = next(model.parameters()).device
+
+    def loss_fn(idx: list[int]):
+        ids = blocks[idx].to(device)  # (B, T)
+        lp = token_logprobs(model, ids, torch.ones_like(ids))  # (B, T-1)
+        return sft_nll(lp, ones.expand_as(lp))
+
+    with MetricsLogger(run_dir.path, cfg.log, resume=cfg.resume) as logger:
+        steps = fit(run_dir, model, tok, len(blocks), loss_fn, cfg.optim, cfg.seed, logger, "pretrain",
+                    resume=cfg.resume, device=cfg.device)
+        eval_nll = evaluate_nll(model, tok, eval_docs, block)
+        logger.log({"eval/lm/nll": eval_nll}, steps)
+    save_model(model, tok, run_dir.final)
+    summary = {"final": str(run_dir.final), "steps": steps, "train_tokens": int(blocks.numel()),
+               "eval_nll": eval_nll, "eval_ppl": float(torch.tensor(eval_nll).exp()), "wall_s": time.time() - t0}
+    run_dir.write_summary(summary)
+    log.info("pretrain: eval perplexity %.2f; model in %s", summary["eval_ppl"], run_dir.final)
+    return summary
+
+
+@torch.no_grad()
+def evaluate_nll(model, tok, docs: list[str], block: int, batch_size: int = 32) -> float:
+    """Mean next-token NLL on held-out documents."""
+    blocks = lm_blocks(tok, docs, block)
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(blocks), batch_size):
+        ids = blocks[i: i + batch_size]
+        lp = token_logprobs(model, ids, torch.ones_like(ids))
+        total += -lp.sum().item()
+        count += lp.numel()
+    model.train()
+    return total / max(1, count)

@@ -1,0 +1,194 @@
+"""Reward model: the SFT backbone with a scalar head, fitted to comparisons
+(InstructGPT step 2, Ouyang et al. 2022, sec. 3.5; Stiennon et al. 2020, eq. 1).
+
+    loss = -[mu log sigmoid(r(x, y_c) - r(x, y_r)) + (1 - mu) log sigmoid(r(x, y_r) - r(x, y_c))]
+
+with mu = 1 for a preference and 0.5 for a tie, and each pair of a K-way ranking
+weighted 1/C(K, 2). The alternative "approach 1" regresses 1-7 ratings instead.
+
+Evaluation on held-out judgments (split by prompt, so no prompt is seen in both):
+pairwise accuracy of the model, the same accuracy of the gold scorer on the same
+labels (the ceiling labeler noise allows, when the data come from the embedded
+task), and the expected calibration error of P(chosen > rejected).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import torch
+
+from rlhfkit.algos.loop import OptimConfig, fit
+from rlhfkit.config import F, RunConfig
+from rlhfkit.errors import UserError
+from rlhfkit.feedback.formats import read_records
+from rlhfkit.feedback.records import Comparison, Ranking, Rating, expand_to_comparisons
+from rlhfkit.lm.data import encode_pair, pad_right, preference_batch
+from rlhfkit.lm.models import reward_model_from, save_model
+from rlhfkit.logging import MetricsLogger, get_logger
+from rlhfkit.ops.losses import LossOutput, bradley_terry, rating_regression
+from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.tasks.gold import GoldScorer
+from rlhfkit.tasks.reviews import item_of
+
+log = get_logger(__name__)
+
+
+@dataclass
+class RMConfig(RunConfig):
+    model: str | None = F(None, "backbone to start from: the SFT policy (or any HF causal LM folder)")
+    data: str | None = F(None, "comparisons, rankings or ratings (JSONL/Parquet/dataset, any supported format)")
+    objective: Literal["bradley_terry", "ratings"] = F("bradley_terry", "pairwise BT loss, or regression on 1-7 ratings")
+    heldout_frac: float = F(0.15, "fraction of prompts held out for evaluation")
+    max_len: int = F(96, "max tokens of prompt + response")
+    gold: Literal["auto", "reviews", "none"] = F("auto", "gold scorer for the ceiling accuracy (auto: if prompts are the embedded task's)")
+    eval_batch_size: int = F(128, "sequences per forward pass in evaluation")
+    optim: OptimConfig = F(OptimConfig(lr=3e-4, batch_size=32, epochs=2.0, checkpoint_every=500), "optimizer")
+
+
+def split_by_prompt(prompts: Sequence[str], heldout_frac: float, seed: int) -> list[bool]:
+    """True for held-out: a stable hash of (seed, prompt) so a prompt is wholly on one side."""
+    def h(p: str) -> float:
+        return int(hashlib.sha1(f"{seed}:{p}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return [h(p) < heldout_frac for p in prompts]
+
+
+@torch.no_grad()
+def score(model, tok, prompts: Sequence[str], responses: Sequence[str], max_len: int, batch_size: int = 128
+          ) -> torch.Tensor:
+    """r(x, y) for each pair, (N,)."""
+    model.eval()
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        enc = [encode_pair(tok, p, r, max_len)[0] for p, r in zip(prompts[i:i + batch_size], responses[i:i + batch_size])]
+        ids, att = pad_right(enc, tok.pad_token_id)
+        out.append(model(input_ids=ids, attention_mask=att).logits[:, 0].float())
+    model.train()
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def expected_calibration_error(p_chosen: torch.Tensor, bins: int = 10) -> float:
+    """ECE of P(label's chosen > rejected): |accuracy - confidence| averaged over confidence bins."""
+    conf = torch.maximum(p_chosen, 1 - p_chosen)
+    correct = (p_chosen > 0.5).float()
+    edges = torch.linspace(0.5, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (conf >= lo) & ((conf < hi) if hi < 1.0 else (conf <= hi))
+        if sel.any():
+            ece += sel.float().mean().item() * abs(correct[sel].mean().item() - conf[sel].mean().item())
+    return ece
+
+
+def evaluate(model, tok, pairs: Sequence[Comparison], max_len: int, gold: GoldScorer | None,
+             batch_size: int = 128) -> dict[str, float | int | None]:
+    decided = [c for c in pairs if not c.tie]
+    if not decided:
+        return {"heldout_accuracy": None, "gold_accuracy": None, "ece": None, "n_heldout": 0}
+    prompts = [c.prompt for c in decided]
+    rc = score(model, tok, prompts, [c.chosen for c in decided], max_len, batch_size)
+    rr = score(model, tok, prompts, [c.rejected for c in decided], max_len, batch_size)
+    p = torch.sigmoid(rc - rr)
+    out: dict[str, float | int | None] = {
+        "heldout_accuracy": (rc > rr).float().mean().item(),
+        "ece": expected_calibration_error(p),
+        "n_heldout": len(decided),
+        "gold_accuracy": None,
+    }
+    if gold is not None:
+        g = [gold(c.prompt, c.chosen) - gold(c.prompt, c.rejected) for c in decided]
+        out["gold_accuracy"] = sum((x > 0) + 0.5 * (x == 0) for x in g) / len(g)
+    return out
+
+
+def _gold_for(cfg: RMConfig, prompts: Sequence[str]) -> GoldScorer | None:
+    if cfg.gold == "none":
+        return None
+    if cfg.gold == "reviews" or all(item_of(p) is not None for p in prompts):
+        return GoldScorer()
+    return None
+
+
+def _bt_loss(model, tok, train: list[Comparison], max_len: int):
+    def loss_fn(idx: list[int]) -> LossOutput:
+        b = preference_batch(tok, [train[i] for i in idx], max_len)
+        T = max(b.chosen_ids.shape[1], b.rejected_ids.shape[1])
+        pad = tok.pad_token_id
+        ids = torch.cat([torch.nn.functional.pad(b.chosen_ids, (0, T - b.chosen_ids.shape[1]), value=pad),
+                         torch.nn.functional.pad(b.rejected_ids, (0, T - b.rejected_ids.shape[1]), value=pad)])
+        att = torch.cat([torch.nn.functional.pad(b.chosen_attention, (0, T - b.chosen_attention.shape[1])),
+                         torch.nn.functional.pad(b.rejected_attention, (0, T - b.rejected_attention.shape[1]))])
+        r = model(input_ids=ids, attention_mask=att).logits[:, 0]  # (2B,)
+        n = len(idx)
+        return bradley_terry(r[:n], r[n:], target=b.target, weights=b.weight)
+    return loss_fn
+
+
+def _ratings_loss(model, tok, train: list[Rating], max_len: int):
+    def loss_fn(idx: list[int]) -> LossOutput:
+        enc = [encode_pair(tok, train[i].prompt, train[i].response, max_len)[0] for i in idx]
+        ids, att = pad_right(enc, tok.pad_token_id)
+        pred = model(input_ids=ids, attention_mask=att).logits[:, 0]  # (B,)
+        return rating_regression(pred, torch.tensor([train[i].score for i in idx], dtype=torch.float32))
+    return loss_fn
+
+
+def _rating_pairs(ratings: Sequence[Rating]) -> list[Comparison]:
+    """Held-out pairs implied by ratings: same prompt, different scores."""
+    by_prompt: dict[str, list[Rating]] = {}
+    for r in ratings:
+        by_prompt.setdefault(r.prompt, []).append(r)
+    out = []
+    for rs in by_prompt.values():
+        for i, a in enumerate(rs):
+            for b in rs[i + 1:]:
+                if a.score != b.score:
+                    hi, lo = (a, b) if a.score > b.score else (b, a)
+                    out.append(Comparison(a.prompt, hi.response, lo.response, labeler=a.labeler))
+    return out
+
+
+def run(cfg: RMConfig) -> dict:
+    t0 = time.time()
+    if cfg.model is None or cfg.data is None:
+        raise UserError("rm: give a backbone with --model PATH and judgments with --data FILE")
+    seed_everything(cfg.seed)
+    run_dir = RunDir.create(cfg.out or "runs/rm", cfg)
+    if cfg.objective == "ratings":
+        records = read_records(cfg.data, expect=Rating)
+    else:
+        records = read_records(cfg.data, expect=(Comparison, Ranking))
+    held_mask = split_by_prompt([r.prompt for r in records], cfg.heldout_frac, cfg.seed)
+    train_recs = [r for r, h in zip(records, held_mask) if not h]
+    held_recs = [r for r, h in zip(records, held_mask) if h]
+    if not train_recs:
+        raise UserError(f"{cfg.data}: no records left for training after holding out {cfg.heldout_frac:.0%} of prompts")
+    model, tok = reward_model_from(cfg.model)
+    if cfg.objective == "ratings":
+        train, held = list(train_recs), _rating_pairs(held_recs)  # type: ignore[arg-type]
+        loss_fn = _ratings_loss(model, tok, train, cfg.max_len)
+    else:
+        train, held = expand_to_comparisons(train_recs), expand_to_comparisons(held_recs)
+        loss_fn = _bt_loss(model, tok, train, cfg.max_len)
+    gold = _gold_for(cfg, [r.prompt for r in records])
+    log.info("rm: %d training %s, %d held-out pairs; gold scorer: %s", len(train),
+             "ratings" if cfg.objective == "ratings" else "pairs", len(held), "yes" if gold else "no")
+    with MetricsLogger(run_dir.path, cfg.log, resume=cfg.resume) as logger:
+        steps = fit(run_dir, model, tok, len(train), loss_fn, cfg.optim, cfg.seed, logger, "rm",
+                    resume=cfg.resume, device=cfg.device)
+        metrics = evaluate(model, tok, held, cfg.max_len, gold, cfg.eval_batch_size)
+        logger.log({f"eval/rm/{k}": v for k, v in metrics.items() if v is not None}, steps)
+    save_model(model, tok, run_dir.final)
+    summary = {"final": str(run_dir.final), "steps": steps, "train_examples": len(train), **metrics,
+               "wall_s": time.time() - t0}
+    run_dir.write_summary(summary)
+    log.info("rm: held-out accuracy %s (gold %s), ECE %s on %s pairs", _fmt(metrics["heldout_accuracy"]),
+             _fmt(metrics["gold_accuracy"]), _fmt(metrics["ece"]), metrics["n_heldout"])
+    return summary
+
+
+def _fmt(x: object) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else str(x)

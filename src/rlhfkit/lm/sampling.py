@@ -1,0 +1,127 @@
+"""Sampling K responses per prompt from a causal LM (HF `generate`, KV cache)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhfkit.config import F, RunConfig
+from rlhfkit.errors import UserError
+from rlhfkit.feedback.records import Completions
+from rlhfkit.logging import progress
+from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.types import Rollout
+
+
+@torch.no_grad()
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+             max_new_tokens: int = 48, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+             greedy: bool = False, max_prompt_tokens: int = 64) -> Rollout:
+    """One sampled response per prompt. Prompts are left-padded so responses start at one index."""
+    device = next(model.parameters()).device
+    enc = [tokenizer(p, add_special_tokens=False)["input_ids"][-max_prompt_tokens:] for p in prompts]
+    P = max(len(e) for e in enc)
+    pad = tokenizer.pad_token_id
+    ids = torch.full((len(enc), P), pad, dtype=torch.long)
+    att = torch.zeros((len(enc), P), dtype=torch.long)
+    for i, e in enumerate(enc):
+        ids[i, P - len(e):] = torch.tensor(e)
+        att[i, P - len(e):] = 1
+    was_training = model.training
+    model.eval()
+    out = model.generate(
+        input_ids=ids.to(device), attention_mask=att.to(device), max_new_tokens=max_new_tokens,
+        do_sample=not greedy, temperature=temperature if not greedy else None, top_k=top_k if not greedy else None,
+        top_p=top_p if not greedy else None, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+    ).cpu()  # (B, P + R')
+    if was_training:
+        model.train()
+    resp = out[:, P:]  # (B, R')
+    if resp.shape[1] == 0:
+        resp = torch.full((len(enc), 1), tokenizer.eos_token_id, dtype=torch.long)
+    is_eos = resp == tokenizer.eos_token_id
+    # response tokens: up to and including the first EOS
+    after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
+    response_mask = (~after_eos).long()  # (B, R')
+    resp = torch.where(response_mask.bool(), resp, torch.full_like(resp, pad))
+    full = torch.cat([ids, resp], dim=1)
+    full_att = torch.cat([att, response_mask], dim=1)
+    texts = [tokenizer.decode(r[m.bool() & (r != tokenizer.eos_token_id)].tolist(), skip_special_tokens=True)
+             for r, m in zip(resp, response_mask)]
+    return Rollout(full, full_att, response_mask, P, tuple(prompts), tuple(texts))
+
+
+def sample_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+                       k: int, batch_size: int = 64, policy_name: str | None = None, desc: str = "sampling",
+                       **gen_kwargs: object) -> list[Completions]:
+    """K responses for every prompt, batched, with a progress bar."""
+    flat = [p for p in prompts for _ in range(k)]
+    texts: list[str] = []
+    for i in progress(range(0, len(flat), batch_size), desc=desc):
+        texts.extend(generate(model, tokenizer, flat[i: i + batch_size], **gen_kwargs).responses)  # type: ignore[arg-type]
+    return [Completions(p, tuple(texts[j * k:(j + 1) * k]), policy=policy_name) for j, p in enumerate(prompts)]
+
+
+@dataclass
+class SampleConfig(RunConfig):
+    policy: str | None = F(None, "policy folder to sample from")
+    prompts: str | None = F(None, "prompts file (.txt one per line, or JSONL with 'prompt'); None: embedded task")
+    n_prompts: int = F(1000, "embedded-task prompts to draw when no file is given")
+    split: str = F("rm", "which embedded prompt stream: train, eval, rm, rl")
+    task_seed: int = F(0, "seed of the embedded task's generator")
+    k: int = F(4, "responses per prompt")
+    max_new_tokens: int = F(48, "max response tokens")
+    temperature: float = F(1.0, "sampling temperature")
+    top_k: int = F(0, "top-k filter (0: off)")
+    batch_size: int = F(128, "sequences per generate call")
+    output: str | None = F(None, "JSONL to write; default <out>/samples.jsonl")
+
+
+def read_prompts(path: str) -> list[str]:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p}: no such prompts file")
+    out = []
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        if p.suffix == ".jsonl":
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{p}:{lineno}: malformed JSON ({e.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+                raise UserError(f"{p}:{lineno}: field 'prompt': expected a string")
+            out.append(row["prompt"])
+        else:
+            out.append(line)
+    if not out:
+        raise UserError(f"{p}: no prompts (the file is empty)")
+    return out
+
+
+def run_sample(cfg: SampleConfig) -> dict:
+    from rlhfkit.feedback.formats import write_records
+    from rlhfkit.lm.models import load_policy
+    from rlhfkit.tasks.reviews import ReviewTask
+
+    if cfg.policy is None:
+        raise UserError("sample: give the policy with --policy PATH")
+    seed_everything(cfg.seed)
+    run_dir = RunDir.create(cfg.out or "runs/sample", cfg)
+    model, tok = load_policy(cfg.policy)
+    prompts = read_prompts(cfg.prompts) if cfg.prompts else ReviewTask(cfg.task_seed).prompts(cfg.n_prompts, cfg.split)
+    t0 = time.time()
+    items = sample_completions(model, tok, prompts, cfg.k, cfg.batch_size, policy_name=cfg.policy,
+                               max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k)
+    output = Path(cfg.output) if cfg.output else run_dir.path / "samples.jsonl"
+    write_records(output, items)
+    summary = {"samples": str(output), "prompts": len(items), "k": cfg.k, "wall_s": time.time() - t0}
+    run_dir.write_summary(summary)
+    return summary
