@@ -115,13 +115,18 @@ def read_items(path: str | Path, kind: str, allow_urls: bool = False,
     items: list[NewItem] = []
     errors: list[FormatError] = []
     more = False
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             if len(errors) >= MAX_ERRORS:
                 more = True
                 break
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                errors.append(FormatError(path, lineno, None, f"not UTF-8 text (byte {e.start + 1} of the line)"))
+                continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:

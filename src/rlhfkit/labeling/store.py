@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from rlhfkit.errors import UserError
+from rlhfkit.feedback.records import RecordError
 from rlhfkit.labeling import auth
 from rlhfkit.labeling.media import load_media, sha256
 from rlhfkit.labeling.kinds import AnswerError, NewItem, validate_answer, validate_new_item
@@ -268,25 +269,27 @@ class LabelStore:
     def create_session(self, user: UserInfo) -> tuple[str, str]:
         """A new browser session: (cookie token, CSRF token)."""
         token, csrf = auth.new_token(), auth.new_token()
-        now = utcnow()
+        now, key = utcnow(), auth.keyed_hash(self.secret(), token)
         with self._tx(write=True) as s:
             s.query(AuthSession).filter(AuthSession.expires_at < now).delete()
-            s.add(AuthSession(id=auth.keyed_hash(self.secret(), token), user_id=user.id, csrf=csrf,
+            s.add(AuthSession(id=key, user_id=user.id, csrf=csrf,
                               created_at=now, expires_at=now + SESSION_TTL))
         return token, csrf
 
     def session_user(self, token: str) -> tuple[UserInfo, str] | None:
         """(user, CSRF token) for a live session cookie, else None."""
+        key = auth.keyed_hash(self.secret(), token)
         with self._tx() as s:
-            row = s.get(AuthSession, auth.keyed_hash(self.secret(), token))
+            row = s.get(AuthSession, key)
             if row is None or row.expires_at < utcnow():
                 return None
             u = s.get(User, row.user_id)
             return (_user_info(u), row.csrf) if u is not None and u.active else None
 
     def end_session(self, token: str) -> None:
+        key = auth.keyed_hash(self.secret(), token)
         with self._tx(write=True) as s:
-            s.query(AuthSession).filter(AuthSession.id == auth.keyed_hash(self.secret(), token)).delete()
+            s.query(AuthSession).filter(AuthSession.id == key).delete()
 
     # ------------------------------------------------------------ projects
 
@@ -326,8 +329,12 @@ class LabelStore:
     def add_items(self, project: str, items: Sequence[NewItem], max_chars: int | None = None) -> list[int]:
         """Add items in one transaction: all of them, or (on any error) none."""
         p = self.project(project)
-        checked = [validate_new_item(p.kind, it, **({"max_chars": max_chars} if max_chars else {}))
-                   for it in items]
+        checked = []
+        for n, it in enumerate(items):
+            try:
+                checked.append(validate_new_item(p.kind, it, **({"max_chars": max_chars} if max_chars else {})))
+            except RecordError as e:
+                raise LabelError(f"item {n}: {e}") from None
         ids: list[int] = []
         with self._tx(write=True) as s:
             for it in checked:
@@ -356,7 +363,10 @@ class LabelStore:
         side) or two texts. The clips' paths (as given) stand for them in exports."""
         if clip_a_path is not None and clip_b_path is not None and text_a is None and text_b is None:
             clips = (str(clip_a_path), str(clip_b_path))
-            media = tuple(load_media(c) for c in clips)
+            try:
+                media = tuple(load_media(c) for c in clips)
+            except RecordError as e:
+                raise LabelError(e.message) from None
             item = NewItem(prompt, clips, gold=gold, meta=meta or {}, media=media)
         elif clip_a_path is None and clip_b_path is None and text_a is not None and text_b is not None:
             item = NewItem(prompt, (text_a, text_b), gold=gold, meta=meta or {})
