@@ -17,6 +17,7 @@ from typing import Any, Callable
 COMMAND_MODULES: list[str] = [
     "rlhfkit.commands",
     "rlhfkit.labeling.commands",
+    "rlhfkit.imitation.commands_bc",
 ]
 
 
@@ -93,7 +94,7 @@ def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentPars
             kwargs: dict[str, Any] = {"help": fl.help}
             if fl.action:
                 kwargs["action"] = fl.action
-            else:
+            if fl.type is not None and fl.action not in ("store_true", "store_false", "store_const", "count"):
                 kwargs["type"] = fl.type
             if fl.choices:
                 kwargs["choices"] = fl.choices
@@ -139,8 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     from rlhfkit.errors import UserError
     from rlhfkit.logging import get_logger
 
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here needs a model hub
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     ns = parser.parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     cmd: Command = ns._command
     try:
         if cmd.config is None:

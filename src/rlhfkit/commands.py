@@ -30,18 +30,70 @@ def _label_sim(cfg):
     return run_label_sim(cfg)
 
 
+def _ppo(cfg):
+    from rlhfkit.algos.ppo import run
+    return run(cfg)
+
+
+def _reinforce(cfg):
+    from rlhfkit.algos.reinforce import run
+    return run(cfg)
+
+
+def _dpo(cfg):
+    from rlhfkit.algos.dpo import run
+    return run(cfg)
+
+
+def _best_of_n(cfg):
+    from rlhfkit.algos.best_of_n import run
+    return run(cfg)
+
+
+def _expert_iter(cfg):
+    from rlhfkit.algos.expert_iteration import run
+    return run(cfg)
+
+
+def _eval(cfg):
+    from rlhfkit.evaluate import run
+    return run(cfg)
+
+
+def _quickstart(cfg):
+    from rlhfkit.pipeline import run
+    return run(cfg)
+
+
 def _configs():
     from rlhfkit.algos.pretrain import PretrainConfig
     from rlhfkit.algos.reward_model import RMConfig
     from rlhfkit.algos.sft import SFTConfig
     from rlhfkit.feedback.simulate import LabelSimConfig
     from rlhfkit.lm.sampling import SampleConfig
-    return PretrainConfig, SFTConfig, SampleConfig, LabelSimConfig, RMConfig
+    from rlhfkit.algos.best_of_n import BestOfNConfig
+    from rlhfkit.algos.dpo import DPOConfig
+    from rlhfkit.algos.expert_iteration import ExpertIterationConfig
+    from rlhfkit.algos.ppo import PPOConfig
+    from rlhfkit.algos.reinforce import ReinforceConfig
+    from rlhfkit.evaluate import EvalConfig
+    from rlhfkit.pipeline import QuickstartConfig
+    return (PretrainConfig, SFTConfig, SampleConfig, LabelSimConfig, RMConfig, PPOConfig, ReinforceConfig, DPOConfig,
+            BestOfNConfig, ExpertIterationConfig, EvalConfig, QuickstartConfig)
 
 
-PretrainConfig, SFTConfig, SampleConfig, LabelSimConfig, RMConfig = _configs()
+(PretrainConfig, SFTConfig, SampleConfig, LabelSimConfig, RMConfig, PPOConfig, ReinforceConfig, DPOConfig,
+ BestOfNConfig, ExpertIterationConfig, EvalConfig, QuickstartConfig) = _configs()
+
+_POLICY = Flag("--policy", "policy", "policy folder (the SFT model)")
+_RM = Flag("--reward-model", "reward_model", "reward model folder (from `rlhfkit rm`)")
 
 COMMANDS: list[Command] = [
+    Command("quickstart", "the whole pipeline on the embedded task: pretrain, SFT, labels, RM, PPO, REINFORCE, "
+            "DPO, best-of-n, expert iteration, evaluation and report", _quickstart, QuickstartConfig, (
+                Flag("--fast", "fast", "tiny sizes: a smoke run in about a minute", action="store_true", type=None),
+                Flag("--model", "model.path", "start from this HF causal LM folder instead of pretraining a tiny GPT"),
+            )),
     Command("pretrain", "pretrain a language model on a corpus (default: build a tiny GPT on the embedded corpus)",
             _pretrain, PretrainConfig, (
                 Flag("--model", "model.path", "continue training this HF causal LM folder"),
@@ -69,4 +121,25 @@ COMMANDS: list[Command] = [
         Flag("--data", "data", "judgments file (any supported format)"),
         Flag("--objective", "objective", "bradley_terry or ratings", choices=("bradley_terry", "ratings")),
     )),
+    Command("ppo", "PPO against a reward model with a KL penalty to the reference policy", _ppo, PPOConfig,
+            (_POLICY, _RM, Flag("--iterations", "iterations", "rollout batches", type=int),
+             Flag("--beta", "kl.beta", "KL penalty weight", type=float))),
+    Command("reinforce", "REINFORCE with a baseline on the KL-penalized reward", _reinforce, ReinforceConfig,
+            (_POLICY, _RM, Flag("--iterations", "iterations", "rollout batches", type=int),
+             Flag("--beta", "kl.beta", "KL penalty weight", type=float))),
+    Command("dpo", "direct preference optimization on comparisons", _dpo, DPOConfig,
+            (_POLICY, Flag("--data", "data", "comparisons or rankings file"),
+             Flag("--beta", "beta", "DPO beta", type=float))),
+    Command("best-of-n", "sample n responses, keep the reward model's favourite", _best_of_n, BestOfNConfig,
+            (_POLICY, _RM, Flag("--n", "n", "samples per prompt", type=int),
+             Flag("--prompts", "prompts", "prompts file"))),
+    Command("expert-iter", "expert iteration: best-of-n samples, fine-tune on them, repeat", _expert_iter,
+            ExpertIterationConfig, (_POLICY, _RM, Flag("--rounds", "rounds", "rounds", type=int))),
+    Command("eval", "gold/proxy score, KL and simulated win-rate of policies against the SFT reference", _eval,
+            EvalConfig, (Flag("--reference", "reference", "reference policy (SFT)"), _RM,
+                         Flag("--policy", "policies", "name=PATH of a policy to evaluate (repeatable)",
+                              action="append", type=None),
+                         Flag("--best-of", "best_of", "also evaluate best-of-n of the reference (repeatable)",
+                              action="append", type=int),
+                         Flag("--prompts", "prompts", "held-out prompts file"))),
 ]

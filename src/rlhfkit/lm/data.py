@@ -81,10 +81,15 @@ def lm_blocks(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], block: i
     return torch.tensor(stream[: n * block], dtype=torch.long).view(n, block)
 
 
+def position_ids(attention: torch.Tensor) -> torch.Tensor:
+    return (attention.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+
+
 def token_logprobs(model: PreTrainedModel, ids: torch.Tensor, attention: torch.Tensor,
                    temperature: float = 1.0) -> torch.Tensor:
-    """log p(ids[:, t] | ids[:, :t]) for t >= 1: (B, T) -> (B, T - 1)."""
-    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1]  # (B, T-1, V)
+    """log p(ids[:, t] | ids[:, :t]) for t >= 1: (B, T) -> (B, T - 1). Positions count real tokens
+    only, so left-padded rows (as `generate` made them) see the positions they were sampled with."""
+    logits = model(input_ids=ids, attention_mask=attention, position_ids=position_ids(attention)).logits[:, :-1]
     if temperature != 1.0:
         logits = logits / temperature
     return response_logprobs(logits, ids[:, 1:])

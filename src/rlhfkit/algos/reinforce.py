@@ -1,0 +1,133 @@
+"""REINFORCE with a baseline on the KL-penalized reward (Williams 1992; the lectures'
+Monte-Carlo policy gradient):
+
+    theta <- theta + alpha * 1/n * sum_i (R(x_i, y_i) - b_i) grad log pi(y_i | x_i),
+    R(x, y) = r(x, y) - beta * sum_t log pi(y_t|.) / pi_ref(y_t|.).
+
+The baseline b_i is the mean reward of the other samples for the same prompt
+(leave-one-out, as in RLOO, Ahmadian et al. 2024) or the batch mean. One gradient
+step per rollout batch: the samples come from the current policy, so no clipping.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from rlhfkit.algos.online import (
+    FailureSigns,
+    KLConfig,
+    RolloutConfig,
+    batch_accounting,
+    kl_controller,
+    resume_from,
+    rm_gold_agreement,
+    setup,
+)
+from rlhfkit.algos.ppo import summarize
+from rlhfkit.algos.rollout import RewardNormalizer, response_forward
+from rlhfkit.config import F, RunConfig
+from rlhfkit.lm.models import save_model
+from rlhfkit.lm.sampling import generate
+from rlhfkit.logging import MetricsLogger, get_logger, progress
+from rlhfkit.ops.kl import kl_estimate
+from rlhfkit.ops.losses import LossOutput
+from rlhfkit.runtime import RunDir, save_checkpoint, seed_everything
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ReinforceConfig(RunConfig):
+    policy: str | None = F(None, "initial policy folder (the SFT model); also the reference policy")
+    reward_model: str | None = F(None, "reward model folder")
+    rollout: RolloutConfig = F(RolloutConfig(batch_prompts=32), "sampling (prompts per batch)")
+    kl: KLConfig = F(KLConfig(), "the KL penalty to the reference policy")
+    samples_per_prompt: int = F(2, "responses per prompt (>= 2 for the leave-one-out baseline)")
+    baseline: Literal["leave_one_out", "batch_mean", "none"] = F("leave_one_out", "variance-reducing baseline")
+    iterations: int = F(60, "rollout batches (one gradient step each)")
+    lr: float = F(1e-4, "Adam learning rate")
+    grad_clip: float = F(1.0, "max gradient norm")
+    checkpoint_every: int = F(20, "iterations between checkpoints (0: only the final model)")
+
+
+def baseline(rewards: torch.Tensor, k: int, kind: str) -> torch.Tensor:
+    """b_i for rewards laid out prompt-major, k samples per prompt: (B*k,) -> (B*k,)."""
+    if kind == "none":
+        return torch.zeros_like(rewards)
+    if kind == "batch_mean" or k < 2:
+        return rewards.mean().expand_as(rewards)
+    g = rewards.view(-1, k)  # (B, k)
+    return ((g.sum(1, keepdim=True) - g) / (k - 1)).reshape(-1)
+
+
+def reinforce_loss(seq_logp: torch.Tensor, advantages: torch.Tensor) -> LossOutput:
+    """-1/n sum_i A_i log pi(y_i|x_i): its gradient is the REINFORCE estimator."""
+    loss = -(advantages.detach() * seq_logp).mean()
+    return LossOutput(loss, {"advantage_abs": advantages.abs().mean().item()})
+
+
+def run(cfg: ReinforceConfig) -> dict:
+    t0 = time.time()
+    seed_everything(cfg.seed)
+    run_dir = RunDir.create(cfg.out or "runs/reinforce", cfg)
+    s = setup(cfg.policy, cfg.reward_model, cfg.rollout, cfg.seed, "reinforce")
+    policy, tok = s.policy, s.tokenizer
+    policy.eval()
+    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+    kl_ctl, norm, signs = kl_controller(cfg.kl), RewardNormalizer(), FailureSigns(cfg.rollout.max_new_tokens)
+    start = 0
+    if cfg.resume and (state := resume_from(run_dir, policy, {})) is not None:
+        opt.load_state_dict(state["optimizer"])
+        kl_ctl.load_state_dict(state["kl"])
+        norm.load_state_dict(state["reward_norm"])
+        s.prompts.cursor, start = state["prompt_cursor"], state["step"]
+    k, B = cfg.samples_per_prompt, cfg.rollout.batch_prompts
+    log.info(batch_accounting([("prompts per rollout batch", B), ("samples per rollout batch", B * k),
+                               ("response tokens per rollout batch (max)", B * k * cfg.rollout.max_new_tokens),
+                               ("optimizer steps per rollout batch", 1), ("rollout batches", cfg.iterations)]))
+    history = []
+    with MetricsLogger(run_dir.path, cfg.log, resume=cfg.resume) as logger:
+        for it in progress(range(start, cfg.iterations), total=cfg.iterations, desc="reinforce"):
+            m = reinforce_iteration(s, policy, tok, opt, kl_ctl, norm, cfg)
+            signs.check(it, m)
+            logger.log(m, it + 1)
+            history.append(m)
+            if cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
+                save_checkpoint(run_dir, it + 1, {"policy": policy}, {
+                    "optimizer": opt.state_dict(), "kl": kl_ctl.state_dict(), "reward_norm": norm.state_dict(),
+                    "prompt_cursor": s.prompts.cursor})
+    save_model(policy, tok, run_dir.final)
+    summary = summarize(history, "reinforce", run_dir, t0, kl_ctl.value)
+    run_dir.write_summary(summary)
+    return summary
+
+
+def reinforce_iteration(s, policy, tok, opt, kl_ctl, norm, cfg: ReinforceConfig) -> dict[str, float]:
+    rc, k = cfg.rollout, cfg.samples_per_prompt
+    prompts = [p for p in s.prompts.next(rc.batch_prompts) for _ in range(k)]  # prompt-major
+    with torch.no_grad():
+        rollout = generate(policy, tok, prompts, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature)
+        ref = response_forward(s.ref, rollout)
+        raw = s.reward(list(rollout.prompts), list(rollout.responses))
+    mask = rollout.response_mask.float()
+    new = response_forward(policy, rollout)
+    kl = (kl_estimate(new.logp.detach(), ref.logp, cfg.kl.estimator) * mask).sum(-1)  # (N,)
+    reward = norm(raw) - kl_ctl.value * kl
+    adv = reward - baseline(reward, k, cfg.baseline)
+    out = reinforce_loss((new.logp * mask).sum(-1), adv)
+    opt.zero_grad(set_to_none=True)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+    opt.step()
+    kl_ctl.update(kl.mean().item(), len(prompts))
+    m = {"reinforce/loss": out.loss.item(), **{f"reinforce/{a}": b for a, b in out.metrics.items()},
+         "rollout/score": raw.mean().item(), "rollout/kl": kl.mean().item(), "rollout/beta": kl_ctl.value,
+         "rollout/length": mask.sum(-1).mean().item(), "rollout/reward": reward.mean().item()}
+    if s.gold is not None:
+        m["rollout/gold"], m["rollout/rm_gold_agreement"] = rm_gold_agreement(
+            raw, list(rollout.prompts), list(rollout.responses), s.gold)
+    return m

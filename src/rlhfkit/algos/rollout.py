@@ -1,0 +1,150 @@
+"""What the online methods share: sampling a batch, scoring it with the reward model,
+and the per-token log-probs (and values) of the sampled responses.
+
+Positions: a rollout is [left-padded prompt (P) | response (R)]. The logits at
+positions P-1 .. P+R-2 predict the R response tokens, and the hidden state there is
+the state from which each response token is chosen (where the value head reads).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhfkit.algos.reward_model import score
+from rlhfkit.lm.data import position_ids
+from rlhfkit.lm.models import reward_model_from
+from rlhfkit.ops.logprobs import entropy_from_logits, response_logprobs
+from rlhfkit.types import Rollout
+
+
+class ValueHead(nn.Module):
+    """V(s_t) from the policy's last hidden state (the backbone is shared, as in Ziegler et al. 2019)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.linear(hidden.float()).squeeze(-1)  # (B, T, H) -> (B, T)
+
+    def save_pretrained(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "value_head.safetensors"))
+
+    def load(self, folder: Path) -> None:
+        self.load_state_dict(load_file(str(folder / "value_head.safetensors")))
+
+
+@dataclass(frozen=True)
+class ResponseStats:
+    logp: torch.Tensor  # (B, R) log pi(y_t | x, y_<t)
+    entropy: torch.Tensor  # (B, R)
+    values: torch.Tensor | None  # (B, R)
+
+
+def response_forward(model: PreTrainedModel, rollout: Rollout, value_head: ValueHead | None = None,
+                     with_entropy: bool = False) -> ResponseStats:
+    """Log-probs (and entropy, values) of the rollout's response tokens under `model`."""
+    P = rollout.prompt_len
+    out = model(input_ids=rollout.ids, attention_mask=rollout.attention_mask,
+                position_ids=position_ids(rollout.attention_mask), output_hidden_states=value_head is not None)
+    logits = out.logits[:, P - 1:-1]  # (B, R, V)
+    logp = response_logprobs(logits, rollout.ids[:, P:])  # (B, R)
+    ent = entropy_from_logits(logits) if with_entropy else torch.zeros_like(logp)
+    values = value_head(out.hidden_states[-1][:, P - 1:-1]) if value_head is not None else None
+    return ResponseStats(logp, ent, values)
+
+
+class RewardModel:
+    """A trained reward model as a scorer of (prompt, response) text pairs."""
+
+    def __init__(self, path: str | Path, max_len: int = 96, batch_size: int = 128) -> None:
+        self.model, self.tokenizer = reward_model_from(path)
+        self.model.requires_grad_(False)
+        self.max_len, self.batch_size = max_len, batch_size
+
+    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        return score(self.model, self.tokenizer, prompts, responses, self.max_len, self.batch_size)
+
+
+@torch.no_grad()
+def sequence_kl(policy: PreTrainedModel, ref: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
+    """Monte-Carlo KL(pi || pi_ref) per sample: sum over response tokens of log pi - log pi_ref, (B,)."""
+    lp = response_forward(policy, rollout).logp
+    ref_lp = response_forward(ref, rollout).logp
+    return ((lp - ref_lp) * rollout.response_mask).sum(-1)
+
+
+def frozen_copy(model: PreTrainedModel) -> PreTrainedModel:
+    import copy
+
+    ref = copy.deepcopy(model)
+    ref.requires_grad_(False)
+    ref.eval()
+    return ref
+
+
+def tokenizer_of(model_dir: str | Path) -> PreTrainedTokenizerBase:
+    from rlhfkit.lm.models import load_tokenizer
+
+    return load_tokenizer(model_dir)
+
+
+def take(rollout: Rollout, idx: Sequence[int]) -> Rollout:
+    """The rows `idx` of a rollout (the prompt length stays shared)."""
+    i = torch.as_tensor(list(idx), dtype=torch.long)
+    return Rollout(rollout.ids[i], rollout.attention_mask[i], rollout.response_mask[i], rollout.prompt_len,
+                   tuple(rollout.prompts[j] for j in idx), tuple(rollout.responses[j] for j in idx))
+
+
+class PromptStream:
+    """Endless shuffled passes over the training prompts; its position is saved in checkpoints."""
+
+    def __init__(self, prompts: Sequence[str], seed: int) -> None:
+        if not prompts:
+            from rlhfkit.errors import UserError
+
+            raise UserError("no training prompts")
+        self.prompts, self.seed, self.cursor = list(prompts), seed, 0
+
+    def next(self, n: int) -> list[str]:
+        import random
+
+        out = []
+        for _ in range(n):
+            epoch, pos = divmod(self.cursor, len(self.prompts))
+            order = list(range(len(self.prompts)))
+            random.Random(self.seed * 104729 + epoch).shuffle(order)
+            out.append(self.prompts[order[pos]])
+            self.cursor += 1
+        return out
+
+
+@dataclass
+class RewardNormalizer:
+    """Scores shifted and scaled to mean 0, std 1 on the first rollout batch, i.e. on samples
+    of the initial (SFT) policy, then held fixed (Ziegler et al. 2019, sec. 2.2)."""
+
+    mean: float | None = None
+    std: float | None = None
+
+    def __call__(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.mean is None:
+            self.mean = scores.mean().item()
+            self.std = max(scores.std().item(), 1e-6) if scores.numel() > 1 else 1.0
+        return (scores - self.mean) / self.std
+
+    def state_dict(self) -> dict[str, float | None]:
+        return {"mean": self.mean, "std": self.std}
+
+    def load_state_dict(self, state: dict[str, float | None]) -> None:
+        self.mean, self.std = state["mean"], state["std"]

@@ -1,0 +1,155 @@
+"""`rlhfkit quickstart`: the InstructGPT pipeline on the embedded task, end to end.
+
+pretrain -> SFT -> sample K=4 per prompt -> simulated labelers rank -> reward model
+-> PPO, REINFORCE, DPO, best-of-16, expert iteration -> a beta sweep of PPO
+(over-optimization) -> evaluation on held-out prompts -> report.md + plots.
+
+Each stage writes its own run directory under `--out`; with `--resume`, stages
+whose `summary.json` exists are reused, so an interrupted quickstart picks up at
+the stage it was in.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from rlhfkit.algos.loop import OptimConfig
+from rlhfkit.config import F, ModelConfig, RunConfig
+from rlhfkit.logging import get_logger
+from rlhfkit.runtime import RunDir, seed_everything
+
+log = get_logger(__name__)
+
+
+@dataclass
+class QuickstartConfig(RunConfig):
+    fast: bool = F(False, "a tiny version of everything (under a minute; for tests and CI)")
+    model: ModelConfig = F(ModelConfig(), "tiny GPT to build, or --model PATH to start from your own LM")
+    pretrain_docs: int = F(24000, "documents in the generated pretraining corpus")
+    pretrain_epochs: float = F(1.0, "passes over the corpus")
+    sft_demos: int = F(3000, "demonstrations for SFT")
+    rm_prompts: int = F(1000, "prompts sampled K times and ranked by simulated labelers")
+    k: int = F(4, "responses per prompt for ranking (C(K,2) comparisons each)")
+    ppo_iterations: int = F(40, "PPO rollout batches")
+    reinforce_iterations: int = F(40, "REINFORCE rollout batches")
+    rollout_prompts: int = F(32, "prompts per rollout batch")
+    beta: float = F(0.05, "KL penalty of the main PPO and REINFORCE runs")
+    sweep_betas: list[float] = F([0.0, 0.01, 0.2], "extra PPO runs for the over-optimization sweep")
+    sweep_iterations: int = F(40, "PPO iterations of each sweep run")
+    expert_rounds: int = F(2, "expert-iteration rounds")
+    best_of: int = F(16, "n of best-of-n")
+    eval_prompts: int = F(200, "held-out prompts for evaluation")
+    max_new_tokens: int = F(40, "max response tokens everywhere")
+
+
+def fast_config(cfg: QuickstartConfig) -> QuickstartConfig:
+    return replace(cfg, model=replace(cfg.model, n_layer=2, n_embd=64, n_head=2, vocab_size=512),
+                   pretrain_docs=1500, sft_demos=300, rm_prompts=80, ppo_iterations=3, reinforce_iterations=3,
+                   rollout_prompts=8, sweep_betas=[0.0], sweep_iterations=2, expert_rounds=1, best_of=4,
+                   eval_prompts=24, max_new_tokens=16)
+
+
+def _stage(out: Path, name: str, resume: bool, fn: Callable[[Any], dict], cfg: Any) -> dict:
+    summary_path = out / name / "summary.json"
+    if resume and summary_path.exists():
+        log.info("quickstart: reusing the finished %s stage in %s", name, out / name)
+        return json.loads(summary_path.read_text())
+    log.info("quickstart: stage %s", name)
+    return fn(cfg)
+
+
+def run(cfg: QuickstartConfig) -> dict:  # noqa: PLR0915 - the pipeline reads top to bottom
+    from rlhfkit.algos import dpo, expert_iteration, ppo, pretrain, reinforce, reward_model, sft
+    from rlhfkit.algos.online import KLConfig, RolloutConfig
+    from rlhfkit.evaluate import EvalConfig, evaluate_all
+    from rlhfkit.feedback import simulate
+    from rlhfkit.lm import sampling
+    from rlhfkit.report import overoptimization_point, plot_sweep, plot_training, write_report
+
+    t0 = time.time()
+    if cfg.fast:
+        cfg = fast_config(cfg)
+    seed_everything(cfg.seed)
+    out = Path(cfg.out or "runs/quickstart")
+    run_dir = RunDir.create(out, cfg)
+    common = {"seed": cfg.seed, "log": cfg.log, "device": cfg.device}
+    small = OptimConfig(checkpoint_every=0, log_every=10)
+
+    if cfg.model.path:
+        base = cfg.model.path
+    else:
+        pre = _stage(out, "pretrain", cfg.resume, pretrain.run, pretrain.PretrainConfig(
+            out=str(out / "pretrain"), model=cfg.model, corpus_docs=cfg.pretrain_docs, task_seed=cfg.seed,
+            optim=replace(small, lr=2e-3, batch_size=32, epochs=cfg.pretrain_epochs, checkpoint_every=200),
+            **common))
+        base = pre["final"]
+    sft_s = _stage(out, "sft", cfg.resume, sft.run, sft.SFTConfig(
+        out=str(out / "sft"), model=base, n_demos=cfg.sft_demos, task_seed=cfg.seed,
+        optim=replace(small, lr=5e-4, epochs=2.0), **common))
+    policy = sft_s["final"]
+    smp = _stage(out, "sample", cfg.resume, sampling.run_sample, sampling.SampleConfig(
+        out=str(out / "sample"), policy=policy, n_prompts=cfg.rm_prompts, k=cfg.k, task_seed=cfg.seed,
+        max_new_tokens=cfg.max_new_tokens, **common))
+    lab = _stage(out, "label-sim", cfg.resume, simulate.run_label_sim, simulate.LabelSimConfig(
+        out=str(out / "label-sim"), samples=smp["samples"], kind="ranking", **common))
+    rm_s = _stage(out, "rm", cfg.resume, reward_model.run, reward_model.RMConfig(
+        out=str(out / "rm"), model=policy, data=lab["labels"], optim=replace(small, lr=3e-4, epochs=2.0), **common))
+    rm_path = rm_s["final"]
+
+    def rollout() -> RolloutConfig:
+        return RolloutConfig(batch_prompts=cfg.rollout_prompts, max_new_tokens=cfg.max_new_tokens,
+                             task_seed=cfg.seed)
+
+    def ppo_cfg(name: str, beta: float, iters: int) -> ppo.PPOConfig:
+        return ppo.PPOConfig(out=str(out / name), policy=policy, reward_model=rm_path, rollout=rollout(),
+                             kl=KLConfig(beta=beta), iterations=iters, minibatch=16, checkpoint_every=0, **common)
+
+    ppo_s = _stage(out, "ppo", cfg.resume, ppo.run, ppo_cfg("ppo", cfg.beta, cfg.ppo_iterations))
+    rf_s = _stage(out, "reinforce", cfg.resume, reinforce.run, reinforce.ReinforceConfig(
+        out=str(out / "reinforce"), policy=policy, reward_model=rm_path, rollout=rollout(), kl=KLConfig(beta=cfg.beta),
+        iterations=cfg.reinforce_iterations, checkpoint_every=0, **common))
+    dpo_s = _stage(out, "dpo", cfg.resume, dpo.run, dpo.DPOConfig(
+        out=str(out / "dpo"), policy=policy, data=lab["labels"], optim=replace(small, lr=1e-4, epochs=2.0), **common))
+    ei_s = _stage(out, "expert-iter", cfg.resume, expert_iteration.run, expert_iteration.ExpertIterationConfig(
+        out=str(out / "expert-iter"), policy=policy, reward_model=rm_path, rounds=cfg.expert_rounds,
+        prompts_per_round=max(16, cfg.rollout_prompts * 8), n=8, task_seed=cfg.seed,
+        max_new_tokens=cfg.max_new_tokens, optim=replace(small, lr=1e-4, epochs=2.0), **common))
+    sweep_runs = {cfg.beta: ppo_s}
+    for beta in cfg.sweep_betas:
+        if beta != cfg.beta:
+            sweep_runs[beta] = _stage(out, f"sweep-beta-{beta:g}", cfg.resume, ppo.run,
+                                      ppo_cfg(f"sweep-beta-{beta:g}", beta, cfg.sweep_iterations))
+
+    log.info("quickstart: stage eval")
+    policies = [f"ppo={ppo_s['final']}", f"reinforce={rf_s['final']}", f"dpo={dpo_s['final']}",
+                f"expert_iteration={ei_s['final']}"]
+    policies += [f"beta:{b:g}={s['final']}" for b, s in sweep_runs.items() if b != cfg.beta]
+    results = evaluate_all(EvalConfig(reference=policy, reward_model=rm_path, policies=policies,
+                                      best_of=[cfg.best_of], n_prompts=cfg.eval_prompts, task_seed=cfg.seed,
+                                      max_new_tokens=cfg.max_new_tokens, seed=cfg.seed))
+    sweep = []
+    for b in sorted(sweep_runs):
+        r = results.pop(f"beta:{b:g}") if b != cfg.beta else results["ppo"]
+        sweep.append({"beta": b, "kl": r["kl"], "gold": r["gold"], "proxy": r["proxy"]})
+    sweep.append({"beta": float("inf"), "kl": results["sft"]["kl"], "gold": results["sft"]["gold"],
+                  "proxy": results["sft"]["proxy"]})  # the SFT policy itself: beta -> infinity
+    order = ["sft", "ppo", "reinforce", "dpo", f"best_of_{cfg.best_of}", "expert_iteration"]
+    methods = {k: results[k] for k in order if k in results}
+    plots = {"training": "training_curves.png", "sweep": "kl_sweep.png"}
+    plot_training({"ppo": out / "ppo" / "metrics.jsonl", "reinforce": out / "reinforce" / "metrics.jsonl"},
+                  out / plots["training"])
+    plot_sweep(sweep, {b: out / ("ppo" if b == cfg.beta else f"sweep-beta-{b:g}") / "metrics.jsonl"
+                       for b in sweep_runs}, out / plots["sweep"])
+    summary = {"methods": methods, "kl_sweep": [dict(p, beta=None if p["beta"] == float("inf") else p["beta"])
+                                                for p in sweep],
+               "overoptimization": overoptimization_point([p for p in sweep if p["beta"] != float("inf")]),
+               "reward_model": {k: rm_s.get(k) for k in ("heldout_accuracy", "gold_accuracy", "ece", "n_heldout")},
+               "seed": cfg.seed, "fast": cfg.fast, "wall_s": time.time() - t0}
+    write_report(out / "report.md", summary, plots)
+    run_dir.write_summary(summary)
+    log.info("quickstart: done in %.0f s; report in %s", summary["wall_s"], out / "report.md")
+    return summary
