@@ -29,26 +29,28 @@ log = get_logger(__name__)
 
 
 @dataclass
-class ImitateBCConfig(RunConfig):
-    """Behaviour cloning from an expert's first `demos` transitions on a Gymnasium env."""
+class ImitateEnvConfig(RunConfig):
+    """What BC and DAgger share: the environment, the expert and the evaluation."""
 
     env: str = F("CartPole-v1", "Gymnasium environment id (discrete actions)")
-    demos: int = F(25, "expert transitions to clone (consecutive, episode after episode)")
     expert: str = F("ppo", "ppo: SB3 PPO trained on the true reward (cached); linear: scripted CartPole controller")
     expert_seed: int = F(0, "which cached PPO expert to use (its training seed)")
     eval_episodes: int = F(20, "greedy episodes to score the learner and the expert")
+
+
+@dataclass
+class ImitateBCConfig(ImitateEnvConfig):
+    """Behaviour cloning from an expert's first `demos` transitions on a Gymnasium env."""
+
+    demos: int = F(25, "expert transitions to clone (consecutive, episode after episode)")
     bc: BCConfig = F(BCConfig(), "the behaviour-cloning learner")
 
 
 @dataclass
-class ImitateDAggerConfig(RunConfig):
+class ImitateDAggerConfig(ImitateEnvConfig):
     """DAgger with at most `demos` expert-labelled transitions on a Gymnasium env."""
 
-    env: str = F("CartPole-v1", "Gymnasium environment id (discrete actions)")
     demos: int = F(1000, "budget of expert-labelled transitions, first-round demonstrations included")
-    expert: str = F("ppo", "ppo: SB3 PPO trained on the true reward (cached); linear: scripted CartPole controller")
-    expert_seed: int = F(0, "which cached PPO expert to use (its training seed)")
-    eval_episodes: int = F(20, "greedy episodes to score the final learner and the expert")
     dagger: DAggerConfig = F(DAggerConfig(), "rounds, beta schedule and the learner")
 
 
