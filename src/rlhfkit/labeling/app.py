@@ -108,6 +108,10 @@ def _item_json(item: ItemView) -> dict[str, Any]:
 
 
 def _routes(app: FastAPI) -> None:
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:
         return {"ok": True}

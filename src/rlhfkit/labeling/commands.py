@@ -52,7 +52,7 @@ def serve(ns: argparse.Namespace) -> None:
         get_logger(__name__).warning("cookies without the Secure flag: use this only behind no network you distrust")
     if not store.users():
         get_logger(__name__).warning("no users yet: add one with `rlhfkit label users add NAME --role admin`")
-    uvicorn.run(create_app(store, secure_cookies=secure), host=host, port=port, log_level="warning",
+    uvicorn.run(create_app(store, secure_cookies=secure), host=host, port=port, log_level="warning", access_log=False,
                 timeout_graceful_shutdown=5)
 
 

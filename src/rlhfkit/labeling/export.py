@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlhfkit.feedback.formats import write_records
 from rlhfkit.feedback.records import Record
 from rlhfkit.labeling.kinds import to_records
 from rlhfkit.labeling.quality import project_quality
@@ -56,6 +55,8 @@ def collect_records(store: Any, project: str | None = None, min_gold_agreement: 
 def export_file(store: Any, out: str | Path, project: str | None = None,
                 min_gold_agreement: float | None = None) -> ExportSummary:
     """Write the records to `out` (JSONL, or Parquet by suffix) atomically."""
+    from rlhfkit.feedback.formats import write_records  # imported here: it loads torch, the server needs none
+
     summary = ExportSummary()
     write_records(out, collect_records(store, project, min_gold_agreement, summary))
     return summary
