@@ -18,6 +18,7 @@ COMMAND_MODULES: list[str] = [
     "rlhfkit.commands",
     "rlhfkit.labeling.commands",
     "rlhfkit.imitation.commands_bc",
+    "rlhfkit.control.commands",
 ]
 
 
