@@ -161,6 +161,7 @@ class BCConfig:
     hidden: list[int] = F([64, 64], "hidden layer widths of each MLP (tanh activations)")
     ensemble: int = F(5, "independently initialized MLPs whose action log-probs are averaged")
     weight_decay: float = F(1e-2, "L2 penalty coefficient on the weights (decoupled, AdamW)")
+    prior_precision: float = F(0.0, "Gaussian prior on the weights: adds prior_precision/(2N) ||W||^2 to the mean NLL")
     lr: float = F(3e-3, "AdamW learning rate")
     steps: int = F(600, "gradient steps (full batch up to batch_size transitions)")
     batch_size: int = F(512, "minibatch size; smaller data sets train full-batch")
@@ -168,6 +169,7 @@ class BCConfig:
     input_noise: float = F(0.0, "std of Gaussian noise added to standardized inputs while training (Bishop 1995)")
     bootstrap: bool = F(False, "train each member on a bootstrap resample of the demonstrations (bagging)")
     activation: str = F("tanh", "hidden activation: tanh or relu")
+    input_lasso: float = F(0.0, "group-lasso strength on each input's first-layer weights (drops unneeded features)")
 
 
 class EnsembleMLP(nn.Module):
@@ -267,6 +269,14 @@ def bc_loss(net: EnsembleMLP, obs: torch.Tensor, actions: torch.Tensor, counts: 
     return out.loss * logits.shape[0], {"nll": out.metrics["nll"], "accuracy": acc}
 
 
+@torch.no_grad()
+def _group_soft_threshold(w: torch.Tensor, tau: float) -> None:
+    """Proximal step of tau * sum_(m, i) ||w[m, i, :]||_2: shrinks each input's outgoing weights
+    as a group and zeroes those of inputs the data does not need (Yuan & Lin 2006)."""
+    norms = w.norm(dim=-1, keepdim=True)  # (M, D, 1)
+    w.mul_((1 - tau / norms.clamp_min(1e-12)).clamp_min(0.0))
+
+
 def train_bc(obs: np.ndarray, actions: np.ndarray, n_actions: int, cfg: BCConfig | None = None,
              seed: int = 0) -> tuple[NeuralPolicy, dict[str, float]]:
     """Fit the ensemble by maximum likelihood with an L2 penalty; returns (policy, final metrics)."""
@@ -293,7 +303,11 @@ def train_bc(obs: np.ndarray, actions: np.ndarray, n_actions: int, cfg: BCConfig
     for _ in range(cfg.steps):
         idx = torch.randint(len(x), (cfg.batch_size,), generator=gen) if len(x) > cfg.batch_size else slice(None)
         loss, metrics = bc_loss(net, x[idx], y[idx], None if counts is None else counts[:, idx])
+        if cfg.prior_precision > 0:  # MAP: -log p(D|W)/N - log p(W)/N, so the prior fades as N grows
+            loss = loss + cfg.prior_precision / (2 * len(x)) * sum((w ** 2).sum() for w in net.weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if cfg.input_lasso > 0:
+            _group_soft_threshold(net.weights[0], cfg.lr * cfg.input_lasso)
     return NeuralPolicy(net, cfg), metrics
