@@ -118,8 +118,8 @@ def test_normalization_centers_on_absorbing_state() -> None:
     ens = ensemble_of([[2.0, 1.0]])
     x = np.array([[1.0, 0.0], [3.0, 0.0]], dtype=np.float32)  # raw rewards 2, 6: std 2
     absorbing = np.array([[0.0, 1.0]], dtype=np.float32)  # raw reward 1
-    ens.normalize(x, absorbing)
-    assert np.allclose(ens(x), [(2 - 1) / 2, (6 - 1) / 2])
+    ens.normalize(x, absorbing)  # deviations 1, 5 from the center: rms sqrt(13)
+    assert np.allclose(ens(x), [1 / np.sqrt(13), 5 / np.sqrt(13)])
     assert np.allclose(ens(absorbing), [0.0])
     ens.normalize(x, None)
     assert np.allclose(ens(x), [-1.0, 1.0])

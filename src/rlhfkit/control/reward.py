@@ -82,12 +82,14 @@ class RewardEnsemble:
         return (self.raw(x) - self.center) / self.scale
 
     def normalize(self, x: np.ndarray, absorbing: np.ndarray | None) -> None:
-        """Scale to unit std over visited steps x; center at the absorbing step's reward when
-        the environment can terminate (so ending an episode is worth 0 from then on, as in
-        the absorbing MDP), else at the mean of visited steps."""
+        """Center at the absorbing step's reward when the environment can terminate (so
+        ending an episode is worth 0 from then on, as in the absorbing MDP), else at the
+        mean over visited steps x; then scale to unit root-mean-square around the center.
+        (Not the std: on CartPole every upright step earns about the same, and dividing by
+        their tiny spread would blow the rewards up.)"""
         r = self.raw(x)
-        self.scale = float(max(r.std(), 1e-6))
         self.center = float(self.raw(absorbing)[0]) if absorbing is not None else float(r.mean())
+        self.scale = float(max(np.sqrt(np.mean((r - self.center) ** 2)), 1e-6))
 
     # ---- fitting --------------------------------------------------------------------------
     def fit(self, train: PairData, val: PairData | None, steps: int = 300, batch: int = 64) -> dict[str, float]:
