@@ -19,6 +19,8 @@ COMMAND_MODULES: list[str] = [
     "rlhfkit.labeling.commands",
     "rlhfkit.imitation.commands_bc",
     "rlhfkit.control.commands",
+    "rlhfkit.aggregation.commands",
+    "rlhfkit.imitation.commands_irl",
 ]
 
 
