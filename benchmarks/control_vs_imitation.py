@@ -37,9 +37,11 @@ def run_ours(env_id: str, comparisons: int, seed: int, timesteps: int) -> dict:
     return {"return": float(np.mean(res["final_returns"])), "wall_s": res["wall_s"], "env_steps": res["env_steps"]}
 
 
-def run_imitation(env_id: str, comparisons: int, seed: int, timesteps: int) -> dict:
+def run_imitation(env_id: str, comparisons: int, seed: int, timesteps: int, fragment_length: int) -> dict:
     """Runs inside the imitation venv. The agent gets rlhfkit's generic SB3 defaults
-    (PPO for Discrete, SAC for Box actions); the rest is imitation's documented setup."""
+    (PPO for Discrete, SAC for Box actions); the rest is imitation's documented setup.
+    imitation cuts fragments inside episodes only, so the fragment must be shorter than
+    the random policy's CartPole episodes (about 20 steps) or it refuses to start."""
     import gymnasium as gym
     import torch
     from imitation.algorithms import preference_comparisons as pc
@@ -64,7 +66,7 @@ def run_imitation(env_id: str, comparisons: int, seed: int, timesteps: int) -> d
     gen = pc.AgentTrainer(algorithm=agent, reward_fn=reward_net, venv=venv, exploration_frac=0.05, rng=rng)
     algo = pc.PreferenceComparisons(
         gen, reward_net, num_iterations=10, fragmenter=pc.RandomFragmenter(warning_threshold=0, rng=rng),
-        preference_gatherer=pc.SyntheticGatherer(rng=rng), reward_trainer=trainer, fragment_length=50,
+        preference_gatherer=pc.SyntheticGatherer(rng=rng), reward_trainer=trainer, fragment_length=fragment_length,
         transition_oversampling=1, initial_comparison_frac=0.1, allow_variable_horizon=True,
         initial_epoch_multiplier=4, query_schedule="hyperbolic")
     t0 = time.time()
@@ -105,12 +107,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--timesteps", type=int, default=0, help="agent env steps (0: rlhfkit's default)")
     ap.add_argument("--sides", nargs="+", default=["rlhfkit", "imitation"], choices=["rlhfkit", "imitation"])
+    ap.add_argument("--imitation-fragment-length", type=int, default=10)
     ap.add_argument("--imitation-python", default="/tmp/imitation-venv/bin/python")
     ap.add_argument("--out", default="benchmarks/results/control_vs_imitation.json")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:  # one imitation run, in the imitation venv
-        print(json.dumps(run_imitation(args.env, args.comparisons[0], args.seeds[0], args.timesteps)))
+        print(json.dumps(run_imitation(args.env, args.comparisons[0], args.seeds[0], args.timesteps,
+                                         args.imitation_fragment_length)))
         return
     steps = args.timesteps or default_timesteps(args.env)
     rows = []
@@ -121,7 +125,8 @@ def main() -> None:
                     r = run_ours(args.env, n, seed, steps)
                 else:
                     cmd = [args.imitation_python, str(HERE), "--worker", "--env", args.env, "--comparisons", str(n),
-                           "--seeds", str(seed), "--timesteps", str(steps)]
+                           "--seeds", str(seed), "--timesteps", str(steps),
+                           "--imitation-fragment-length", str(args.imitation_fragment_length)]
                     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
                     r = json.loads(out.strip().splitlines()[-1])
                 rows.append({"side": side, "env": args.env, "comparisons": n, "seed": seed, **r})
