@@ -162,7 +162,9 @@ def _newton(W: np.ndarray, l2: float, tol: float, max_iter: int) -> tuple[np.nda
     theta = np.zeros(K)
 
     def objective(th: np.ndarray) -> float:
-        return -bt_nll(th, W) - 0.5 * l2 * float(th @ th)
+        # the line search needs float64 (`ops.losses.bradley_terry` computes in float32, which
+        # only serves to report the fit): sum W_ij log sigmoid(th_i - th_j) - l2/2 |th|^2
+        return float(-(W * np.logaddexp(0.0, -(th[:, None] - th[None, :]))).sum() - 0.5 * l2 * th @ th)
 
     f = objective(theta)
     for it in range(1, max_iter + 1):
