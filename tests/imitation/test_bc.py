@@ -110,3 +110,22 @@ def lambda_policy(action: int):
             return np.full(len(np.atleast_2d(obs)), action)
 
     return _Const()
+
+
+def test_gaussian_prior_penalty_by_hand():
+    from rlhfkit.imitation.bc import EnsembleMLP, gaussian_prior_penalty
+
+    net = EnsembleMLP(2, 2, [3], members=1)
+    with torch.no_grad():
+        for w in net.weights:
+            w.fill_(0.5)
+    # weights: 2*3 + 3*2 = 12 entries of 0.25 -> ||W||^2 = 3; precision 2, n 4 -> 2/(2*4) * 3
+    assert gaussian_prior_penalty(net, 2.0, 4).item() == pytest.approx(0.75)
+
+
+def test_group_soft_threshold_zeroes_small_groups():
+    from rlhfkit.imitation.bc import _group_soft_threshold
+
+    w = torch.tensor([[[3.0, 4.0], [0.3, 0.4]]])  # (M=1, D=2, H=2): group norms 5 and 0.5
+    _group_soft_threshold(w, 1.0)
+    assert torch.allclose(w, torch.tensor([[[2.4, 3.2], [0.0, 0.0]]]))
