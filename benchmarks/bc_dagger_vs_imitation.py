@@ -65,6 +65,8 @@ def run_peer(args: argparse.Namespace) -> None:
     bc_time = time.time() - t0
     custom = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
     expert = PPO.load(args.expert_zip, device="cpu", custom_objects=custom).policy
+    # the zip was pickled under a newer gymnasium: same env, so adopt this venv's (equal) spaces
+    expert.observation_space, expert.action_space = venv.observation_space, venv.action_space
     t0 = time.time()
     with tempfile.TemporaryDirectory() as scratch:
         dag_bc = bc.BC(observation_space=venv.observation_space, action_space=venv.action_space, rng=rng,
