@@ -100,3 +100,16 @@ def test_identification_beats_round_robin():
         assert rucb.winner == best and rr.winner == best
         ratios.append(rr.comparisons / rucb.comparisons)
     assert np.median(ratios) >= 3.0, ratios
+
+
+def test_borda_from_complete_rankings_is_the_positional_count():
+    from rlhfkit.aggregation import counts_from_comparisons
+    from rlhfkit.feedback.records import Ranking, expand_to_comparisons
+
+    orders = [("a", "b", "c", "d"), ("b", "a", "d", "c"), ("a", "c", "b", "d")]
+    comps = expand_to_comparisons([Ranking("p", o) for o in orders])
+    counts = counts_from_comparisons(comps)
+    w = winners_from_counts(counts)
+    positional = {x: np.mean([len(o) - 1 - o.index(x) for o in orders]) for x in "abcd"}
+    np.testing.assert_allclose(w.borda_scores, [positional[x] for x in counts.items])
+    assert [counts.items[i] for i in w.borda] == ["a"] and counts.items[w.condorcet] == "a"

@@ -91,7 +91,7 @@ def _heatmap(path: Path, M: np.ndarray, names: list[str]) -> None:
     import matplotlib.pyplot as plt
 
     K = len(names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * K, 0.8 + 0.6 * K))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.0 + 0.6 * K), max(3.5, 0.8 + 0.6 * K)))
     im = ax.imshow(np.ma.masked_invalid(M), cmap="RdBu", vmin=0.0, vmax=1.0)
     short = [n if len(n) <= 24 else n[:21] + "..." for n in names]
     ax.set_xticks(range(K), short, rotation=60, ha="right", fontsize=8)

@@ -36,7 +36,7 @@ class TabularIRLConfig(RunConfig):
     features: int = F(4, "reward features (colours) of a gridworld-NxN")
     env_seed: int = F(0, "seed of the gridworld's colours and true reward weights")
     demos: int = F(10, "expert demonstrations (trajectories of the horizon's length)")
-    l2: float = F(0.01, "maxent-irl: L2 prior on the reward weights")
+    l2: float = F(0.1, "maxent-irl: L2 prior precision on the reward weights (per demo: l2 / demos)")
     reward_model: str = F("linear", "maxent-irl: linear or mlp")
     optimizer: str = F("lbfgs", "maxent-irl (linear): lbfgs or adam")
     lr: float = F(0.1, "maxent-irl: Adam step size (adam optimizer and the mlp)")

@@ -35,8 +35,9 @@ class MaxEntConfig:
     lr: float = 0.1  # Adam step size
     max_iter: int = 1000
     tol: float = 1e-6  # stop when ||expert counts - expected counts||_1 < tol * ||expert counts||_1
-    l2: float = 0.01  # L2 penalty on the reward parameters (a Gaussian prior; the MLE of a
-    # deterministic expert is unbounded without one)
+    l2: float = 0.1  # precision of a N(0, 1/l2) prior on the weights against the demos' summed
+    # log-likelihood (so the per-demonstration objective uses l2 / n_demos); the MLE of a
+    # deterministic expert is at infinity without one
     hidden: int = 32  # MLP width
     seed: int = 0
 
@@ -91,11 +92,12 @@ def maxent_irl(mdp: MDP, demos: list[Trajectory], horizon: int, cfg: MaxEntConfi
     d_expert = empirical_visitation(mdp, demos, horizon)  # (S,)
     mu_expert = d_expert @ phi  # (F,)
     if cfg.reward_model == "mlp":
-        return _maxent_mlp(mdp, d_expert, mu_expert, horizon, cfg, on_iter)
+        return _maxent_mlp(mdp, d_expert, mu_expert, horizon, cfg, cfg.l2 / len(demos), on_iter)
+    l2 = cfg.l2 / len(demos)  # MAP: the prior weighs against the total, not the mean, log-likelihood
     if cfg.optimizer == "adam":
-        w, it, converged, gaps = _ascend_adam(mdp, mu_expert, horizon, cfg, on_iter)
+        w, it, converged, gaps = _ascend_adam(mdp, mu_expert, horizon, cfg, l2, on_iter)
     else:
-        w, it, converged, gaps = _ascend_lbfgs(mdp, mu_expert, horizon, cfg, on_iter)
+        w, it, converged, gaps = _ascend_lbfgs(mdp, mu_expert, horizon, cfg, l2, on_iter)
     policy, _ = soft_policy_and_visits(mdp, phi @ w, horizon)
     get_logger(__name__).debug("maxent_irl: %d iterations, gap %.3g", it, gaps[-1])
     return IRLResult(phi @ w, w, policy, it, converged, gaps)
@@ -113,13 +115,13 @@ def dual_objective(mdp: MDP, w: np.ndarray, mu_expert: np.ndarray, horizon: int,
     return value, mu_expert - mu - l2 * w, float(np.abs(mu_expert - mu).sum())
 
 
-def _ascend_adam(mdp, mu_expert, horizon, cfg, on_iter):
+def _ascend_adam(mdp, mu_expert, horizon, cfg, l2, on_iter):
     w = np.zeros(mdp.features.shape[1])
     opt = _Adam(cfg.lr)
     gaps: list[float] = []
     scale = max(np.abs(mu_expert).sum(), 1e-12)
     for it in range(1, cfg.max_iter + 1):
-        _, grad, gap = dual_objective(mdp, w, mu_expert, horizon, cfg.l2)
+        _, grad, gap = dual_objective(mdp, w, mu_expert, horizon, l2)
         gaps.append(gap)
         if on_iter is not None:
             on_iter(it, {"feature_gap": gap})
@@ -129,10 +131,10 @@ def _ascend_adam(mdp, mu_expert, horizon, cfg, on_iter):
     return w, cfg.max_iter, False, gaps
 
 
-def _ascend_lbfgs(mdp, mu_expert, horizon, cfg, on_iter, memory: int = 10):
+def _ascend_lbfgs(mdp, mu_expert, horizon, cfg, l2, on_iter, memory: int = 10):
     """L-BFGS ascent (Nocedal & Wright, Algorithm 7.4) with a backtracking Armijo line search."""
     w = np.zeros(mdp.features.shape[1])
-    f, g, gap = dual_objective(mdp, w, mu_expert, horizon, cfg.l2)
+    f, g, gap = dual_objective(mdp, w, mu_expert, horizon, l2)
     hist: list[tuple[np.ndarray, np.ndarray]] = []
     gaps = [gap]
     scale = max(np.abs(mu_expert).sum(), 1e-12)
@@ -148,7 +150,7 @@ def _ascend_lbfgs(mdp, mu_expert, horizon, cfg, on_iter, memory: int = 10):
             direction, slope = g.copy(), float(g @ g)
         while True:
             w_new = w + step * direction
-            f_new, g_new, gap_new = dual_objective(mdp, w_new, mu_expert, horizon, cfg.l2)
+            f_new, g_new, gap_new = dual_objective(mdp, w_new, mu_expert, horizon, l2)
             if f_new >= f + 1e-4 * step * slope or step < 1e-10:
                 break
             step *= 0.5
@@ -179,7 +181,7 @@ def _two_loop(g: np.ndarray, hist: list[tuple[np.ndarray, np.ndarray]]) -> np.nd
 
 
 def _maxent_mlp(mdp: MDP, d_expert: np.ndarray, mu_expert: np.ndarray, horizon: int, cfg: MaxEntConfig,
-                on_iter) -> IRLResult:
+                l2: float, on_iter) -> IRLResult:
     """r_phi(s) = MLP(features[s]); dJ/dr(s) = expert visits(s) - expected visits(s) (Wulfmeier et al.
     2015, deep MaxEnt IRL), back-propagated into the network."""
     import torch
@@ -188,7 +190,7 @@ def _maxent_mlp(mdp: MDP, d_expert: np.ndarray, mu_expert: np.ndarray, horizon: 
     phi = torch.as_tensor(mdp.features, dtype=torch.float64)  # (S, F)
     net = torch.nn.Sequential(torch.nn.Linear(phi.shape[1], cfg.hidden), torch.nn.Tanh(),
                               torch.nn.Linear(cfg.hidden, 1)).double()
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.l2)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=l2)
     gaps: list[float] = []
     scale = max(np.abs(mu_expert).sum(), 1e-12)
     converged = False
