@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from rlhfkit.labeling.kinds import NewItem
 from rlhfkit.labeling.store import LabelStore
 
 XSS = [
@@ -280,3 +281,12 @@ def test_admin_pages_users_and_export(store: LabelStore, make_browser) -> None:
     rows = root.client.get("/admin/export").text.splitlines()
     assert len(rows) == 1 and '"type": "ranking"' in rows[0] and f'"item": {ids["rank"]}' in rows[0]
     assert root.client.get("/admin/export?min_gold_agreement=0.5").text == ""
+
+
+def test_admin_item_list_is_paged(store: LabelStore, make_browser) -> None:
+    store.create_project("big", "rating")
+    store.add_items("big", [NewItem(f"prompt-{n:04d}", ("r",)) for n in range(150)])
+    root = make_browser("root", role="admin")
+    first, second = root.client.get("/admin/p/big").text, root.client.get("/admin/p/big?page=2").text
+    assert "page 1 of 2" in first and "prompt-0099" in first and "prompt-0100" not in first
+    assert "prompt-0100" in second and "prompt-0149" in second and "?page=1" in second

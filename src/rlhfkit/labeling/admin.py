@@ -25,12 +25,18 @@ def admin_home(request: Request, user: UserInfo = Depends(admin_user)) -> Respon
     return render(request, "admin.html", projects=projects, users=store.users(), message=None)
 
 
+PAGE = 100  # items listed per admin page
+
+
 @router.get("/p/{project}", response_class=HTMLResponse)
-def admin_project(request: Request, project: str, user: UserInfo = Depends(admin_user)) -> Response:
+def admin_project(request: Request, project: str, page: int = 1, user: UserInfo = Depends(admin_user)) -> Response:
     store = store_of(request)
     p = store.project(project)
     rows = store.items_with_answers(project)
-    return render(request, "admin_project.html", project=p, quality=project_quality(p.kind, rows), rows=rows)
+    pages = max(1, -(-len(rows) // PAGE))
+    page = min(max(page, 1), pages)
+    return render(request, "admin_project.html", project=p, quality=project_quality(p.kind, rows),
+                  rows=rows[(page - 1) * PAGE:page * PAGE], page=page, pages=pages)
 
 
 async def _admin_form(request: Request) -> tuple[UserInfo, dict]:

@@ -28,7 +28,7 @@ from rlhfkit.labeling import auth
 from rlhfkit.labeling.store import ItemView, LabelError, LabelStore, UserInfo
 from rlhfkit.labeling.web import (HERE, LOGIN_COOKIE, MEDIA_CSP, SESSION_COOKIE, Denied, LoginRequired,
                                   SecurityHeaders, check_csrf, cookie_secure, make_templates, page_user,
-                                  redirect, render, safe_next, store_of, who)
+                                  redirect, render, safe_next, store_of)
 
 
 def create_app(store: LabelStore, secure_cookies: bool | None = None) -> FastAPI:

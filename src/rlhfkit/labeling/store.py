@@ -13,23 +13,25 @@ schema is built and upgraded by the Alembic migrations shipped in `migrations/`.
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import threading
+from contextlib import contextmanager, nullcontext
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from sqlalchemy import Engine, create_engine, event, func, or_, select, update
+from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from rlhfkit.errors import UserError
 from rlhfkit.feedback.records import RecordError
 from rlhfkit.labeling import auth
+from rlhfkit.labeling.engine import make_engine, normalize_url  # noqa: F401 (re-exported)
 from rlhfkit.labeling.media import load_media, sha256
 from rlhfkit.labeling.kinds import AnswerError, NewItem, validate_answer, validate_new_item
 from rlhfkit.labeling.models import (KINDS, ROLES, Answer, Assignment, AuthSession, Item, Media, Project,
                                      Setting, User, utcnow)
+from rlhfkit.labeling.views import (AnswerView, Conflict, Forbidden, ItemView, LabelError,  # noqa: F401
+                                    MediaRef, NotFound, ProjectInfo, SubmitResult, UserInfo)
 
 LEASE = timedelta(minutes=30)  # an item shown but not answered is offered to others after this
 SESSION_TTL = timedelta(days=7)
@@ -38,120 +40,9 @@ _CLIENT_KEY = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _PROJECT = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
-class LabelError(UserError):
-    """A request the store refuses; `status` is the HTTP status the web app answers with."""
-
-    status = 400
-
-
-class NotFound(LabelError):
-    status = 404
-
-
-class Forbidden(LabelError):
-    status = 403
-
-
-class Conflict(LabelError):
-    status = 409
-
-
-@dataclass(frozen=True)
-class UserInfo:
-    id: int
-    username: str
-    role: str
-    active: bool
-    has_password: bool = False
-    has_token: bool = False
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-
-@dataclass(frozen=True)
-class ProjectInfo:
-    id: int
-    name: str
-    kind: str
-    labels_per_item: int
-    gold_every: int
-    active_selection: bool
-    markdown: bool
-
-
-@dataclass(frozen=True)
-class MediaRef:
-    id: int
-    position: int
-    content_type: str
-
-
-@dataclass(frozen=True)
-class ItemView:
-    id: int
-    project: ProjectInfo
-    prompt: str
-    responses: tuple[str, ...]
-    media: tuple[MediaRef, ...]
-    is_gold: bool
-    gold: dict[str, Any] | None
-    policy: str | None
-    meta: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class AnswerView:
-    id: int
-    item_id: int
-    labeler: str
-    payload: dict[str, Any]
-    seconds_wall: float
-    seconds_active: float | None
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class SubmitResult:
-    answer_id: int
-    duplicate: bool  # True: this client key was already stored; nothing new was written
-
-
-def normalize_url(url: str) -> str:
-    """A path means SQLite in that file; `postgresql://` uses the psycopg 3 driver."""
-    if "://" not in url:
-        return "sqlite:///" + str(Path(url).expanduser().resolve())
-    scheme, rest = url.split("://", 1)
-    if scheme in ("postgresql", "postgres"):
-        return "postgresql+psycopg://" + rest
-    return url
-
-
-def make_engine(url: str) -> Engine:
-    url = normalize_url(url)
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
-    if url in ("sqlite://", "sqlite:///:memory:"):
-        raise UserError("the label store needs a database file (WAL mode), not an in-memory SQLite database")
-    engine = create_engine(url, pool_size=20, max_overflow=30,
-                           connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
-        cur = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000"):
-            cur.execute(f"PRAGMA {pragma}")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # A writer takes the write lock up front, so two writers never deadlock on a
-        # read-to-write upgrade; readers run beside it (WAL).
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
-
-    return engine
+def _chunks(ids: list[int], size: int = 1000) -> list[list[int]]:
+    """Keeps `IN (...)` lists within every database's parameter limit."""
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
 def _project_info(p: Project) -> ProjectInfo:
@@ -168,6 +59,9 @@ class LabelStore:
         self._reader = sessionmaker(engine, expire_on_commit=False)
         self._writer = sessionmaker(engine.execution_options(write=True), expire_on_commit=False)
         self._secret: str | None = None
+        # SQLite has one writer at a time; queueing this process's writers on a lock spares them
+        # SQLite's busy-wait sleeps (long latency tails). Other processes still wait on busy_timeout.
+        self._write_lock = threading.RLock() if engine.dialect.name == "sqlite" else nullcontext()
 
     @classmethod
     def open(cls, url: str, migrate: bool = True) -> "LabelStore":
@@ -187,7 +81,11 @@ class LabelStore:
 
     @contextmanager
     def _tx(self, write: bool = False) -> Iterator[Session]:
-        with (self._writer if write else self._reader)() as s, s.begin():
+        if not write:
+            with self._reader() as s, s.begin():
+                yield s
+            return
+        with self._write_lock, self._writer() as s, s.begin():
             yield s
 
     # ------------------------------------------------------------ install secret
@@ -390,11 +288,20 @@ class LabelStore:
         with self._tx() as s:
             return list(s.scalars(q))
 
-    def _view(self, s: Session, item: Item, project: ProjectInfo) -> ItemView:
-        media = s.execute(select(Media.id, Media.position, Media.content_type)
-                          .where(Media.item_id == item.id).order_by(Media.position)).all()
-        return ItemView(item.id, project, item.prompt, tuple(item.responses),
-                        tuple(MediaRef(*m) for m in media), item.is_gold, item.gold, item.policy, dict(item.meta))
+    @staticmethod
+    def _media_refs(s: Session, item_ids: list[int]) -> dict[int, list[MediaRef]]:
+        out: dict[int, list[MediaRef]] = {i: [] for i in item_ids}
+        for chunk in _chunks(item_ids):
+            for m in s.execute(select(Media.item_id, Media.id, Media.position, Media.content_type)
+                               .where(Media.item_id.in_(chunk)).order_by(Media.item_id, Media.position)):
+                out[m.item_id].append(MediaRef(m.id, m.position, m.content_type))
+        return out
+
+    def _view(self, s: Session, item: Item, project: ProjectInfo, media: list[MediaRef] | None = None) -> ItemView:
+        if media is None:
+            media = self._media_refs(s, [item.id])[item.id]
+        return ItemView(item.id, project, item.prompt, tuple(item.responses), tuple(media), item.is_gold,
+                        item.gold, item.policy, dict(item.meta))
 
     def item(self, item_id: int) -> ItemView:
         with self._tx() as s:
@@ -476,23 +383,23 @@ class LabelStore:
             raise LabelError("client_key: 8-64 letters, digits, - or _")
         try:
             with self._tx(write=True) as s:
+                # Lock the lease first (PostgreSQL; SQLite writers are serial anyway), so a
+                # concurrent retry of this answer waits here and then finds its key below.
+                lease = s.scalar(select(Assignment).where(Assignment.item_id == item_id,
+                                                          Assignment.user_id == user.id).with_for_update())
                 done = self._by_key(s, user, item_id, client_key)
                 if done is not None:
                     return done
+                if lease is None:
+                    raise NotFound(f"no item {item_id} in your queue")
+                if lease.answered:
+                    raise Conflict("you have already answered this item")
                 item = s.get(Item, item_id)
-                if item is None:
-                    raise NotFound(f"no item {item_id}")
                 kind = s.scalar(select(Project.kind).where(Project.id == item.project_id))
                 try:
                     answer = validate_answer(kind, len(item.responses), payload)
                 except AnswerError as e:
                     raise LabelError(str(e)) from None
-                lease = s.scalar(select(Assignment).where(Assignment.item_id == item_id,
-                                                          Assignment.user_id == user.id))
-                if lease is None:
-                    raise NotFound(f"no item {item_id} in your queue")
-                if lease.answered:
-                    raise Conflict("you have already answered this item")
                 now = utcnow()
                 wall = max(0.0, (now - lease.served_at).total_seconds())
                 active = None
@@ -531,10 +438,10 @@ class LabelStore:
         if not out:
             return out
         with self._tx() as s:
-            rows = s.execute(select(Answer, User.username).join(User, User.id == Answer.user_id)
-                             .where(Answer.item_id.in_(list(out))).order_by(Answer.id)).all()
-        for a, name in rows:
-            out[a.item_id].append(self._answer_view(a, name))
+            for chunk in _chunks(list(out)):
+                for a, name in s.execute(select(Answer, User.username).join(User, User.id == Answer.user_id)
+                                         .where(Answer.item_id.in_(chunk)).order_by(Answer.id)):
+                    out[a.item_id].append(self._answer_view(a, name))
         return out
 
     def items_with_answers(self, project: str) -> list[tuple[ItemView, list[AnswerView]]]:
@@ -542,7 +449,8 @@ class LabelStore:
         p = self.project(project)
         with self._tx() as s:
             items = list(s.scalars(select(Item).where(Item.project_id == p.id).order_by(Item.id)))
-            views = [self._view(s, it, p) for it in items]
+            media = self._media_refs(s, [it.id for it in items])
+            views = [self._view(s, it, p, media[it.id]) for it in items]
         answers = self.answers_for([v.id for v in views])
         return [(v, answers[v.id]) for v in views]
 

@@ -1,0 +1,123 @@
+"""Screenshots of the labeling app's pages for docs/labeling.md, taken in headless Chromium.
+
+    python docs/screenshots.py            # writes docs/img/label_{ranking,pairwise,rating,admin}.png
+
+Needs Debian's chromium (or $RLHFKIT_CHROMIUM) and the playwright package. The server runs
+on loopback in this process, on a throwaway database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+OUT = Path(__file__).parent / "img"
+PASSWORD = "screenshots only"
+
+
+def _clip(path: Path, x0: int, dx: int, color: tuple[int, int, int]) -> Path:
+    """A small GIF of a ball rolling along the floor (a stand-in for a control-task clip)."""
+    from PIL import Image, ImageDraw
+
+    frames = []
+    for t in range(12):
+        im = Image.new("RGB", (320, 200), (235, 238, 243))
+        d = ImageDraw.Draw(im)
+        d.rectangle([0, 160, 320, 200], fill=(120, 130, 140))
+        x = x0 + dx * t
+        d.ellipse([x, 120, x + 40, 160], fill=color)
+        frames.append(im)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=90, loop=0)
+    return path
+
+
+def _fill(store, tmp: Path) -> None:
+    store.add_user("maria", PASSWORD, role="admin")
+    for name in ("ann", "bob"):
+        store.add_user(name, PASSWORD)
+    store.create_project("reviews-rank", "ranking", labels_per_item=3)
+    store.create_project("hopper-clips", "pairwise", labels_per_item=3)
+    store.create_project("assistant-rate", "rating")
+    store.add_ranking_item("reviews-rank", "Write a short review of a quiet seaside hotel.", [
+        "The rooms were clean and the staff kind; breakfast on the terrace made every morning.",
+        "Hotel good. Sea good. <b>Would</b> come again!!!",
+        "I did not like the hotel. The hotel was a hotel.",
+        "Calm, tidy and close to the beach, though the walls are thin and the wifi drops at night.",
+    ])
+    store.add_pairwise_item("hopper-clips", "Which clip shows the agent moving right faster?",
+                            _clip(tmp / "seg_0041.gif", 10, 22, (200, 70, 60)),
+                            _clip(tmp / "seg_0187.gif", 40, 9, (60, 90, 200)))
+    store.add_rating_item("assistant-rate", "How can I get my toddler to sleep through the night?",
+                          "Keep a consistent bedtime routine: bath, a short story, lights out at the same time. "
+                          "If they wake, comfort them briefly and calmly without turning the lights on. "
+                          "Most children settle within two weeks; ask your pediatrician if it persists.")
+
+
+def main() -> int:
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from rlhfkit.labeling.app import create_app
+    from rlhfkit.labeling.store import LabelStore
+
+    chromium = os.environ.get("RLHFKIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    tmp = Path(tempfile.mkdtemp(prefix="label_shots_"))
+    store = LabelStore.open(str(tmp / "labels.db"))
+    _fill(store, tmp)
+    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=0, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    OUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_context(base_url=base, viewport={"width": 1180, "height": 860}).new_page()
+        page.goto("/login")
+        page.fill("input[name=username]", "maria")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/")
+
+        page.goto("/p/reviews-rank/next")
+        for key in ("1", "3", "4", "2", "k"):  # ranks 1, 3, 4 set with the keyboard; focus back on #4
+            page.keyboard.press(key)
+        page.screenshot(path=str(OUT / "label_ranking.png"), full_page=True)
+
+        page.goto("/p/hopper-clips/next")
+        page.wait_for_function("Array.from(document.querySelectorAll('img.clip')).every(i => i.naturalWidth > 0)")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(OUT / "label_pairwise.png"), full_page=True)
+
+        page.goto("/p/assistant-rate/next")
+        for key in ("6", "m"):
+            page.keyboard.press(key)
+        page.keyboard.press("n")
+        page.keyboard.type("Sound advice; the last sentence is a little preachy.")
+        page.keyboard.press("Escape")
+        page.screenshot(path=str(OUT / "label_rating.png"), full_page=True)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#done")
+
+        for name, ranks, choice in (("ann", [0, 2, 3, 1], "A"), ("bob", [1, 2, 3, 0], "A")):
+            user = store.user(name)  # two more labelers answer, so the admin page has figures
+            item = store.next_item("reviews-rank", user)
+            store.submit(user, item.id, f"shots-{name}-rank", {"ranks": ranks}, seconds_active=4.0)
+            item = store.next_item("hopper-clips", user)
+            store.submit(user, item.id, f"shots-{name}-clip", {"choice": choice}, seconds_active=3.0)
+        page.goto("/admin")
+        page.screenshot(path=str(OUT / "label_admin.png"), full_page=True)
+        browser.close()
+    server.should_exit = True
+    for name in ("ranking", "pairwise", "rating", "admin"):
+        sys.stdout.write(f"wrote {OUT / f'label_{name}.png'}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

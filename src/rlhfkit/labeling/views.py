@@ -1,0 +1,90 @@
+"""What the store hands out: frozen views of users, projects, items and answers, and the
+errors it raises (each a UserError carrying the HTTP status the web app answers with)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rlhfkit.errors import UserError
+
+
+class LabelError(UserError):
+    """A request the store refuses; `status` is the HTTP status the web app answers with."""
+
+    status = 400
+
+
+class NotFound(LabelError):
+    status = 404
+
+
+class Forbidden(LabelError):
+    status = 403
+
+
+class Conflict(LabelError):
+    status = 409
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: int
+    username: str
+    role: str
+    active: bool
+    has_password: bool = False
+    has_token: bool = False
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    id: int
+    name: str
+    kind: str
+    labels_per_item: int
+    gold_every: int
+    active_selection: bool
+    markdown: bool
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    id: int
+    position: int
+    content_type: str
+
+
+@dataclass(frozen=True)
+class ItemView:
+    id: int
+    project: ProjectInfo
+    prompt: str
+    responses: tuple[str, ...]
+    media: tuple[MediaRef, ...]
+    is_gold: bool
+    gold: dict[str, Any] | None
+    policy: str | None
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AnswerView:
+    id: int
+    item_id: int
+    labeler: str
+    payload: dict[str, Any]
+    seconds_wall: float
+    seconds_active: float | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    answer_id: int
+    duplicate: bool  # True: this client key was already stored; nothing new was written
