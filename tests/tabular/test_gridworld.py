@@ -92,3 +92,18 @@ def test_sampling_follows_dynamics():
     states = proc.sample(200, np.random.default_rng(0))
     assert states[0] == 0
     assert all(proc.P[a, b] > 0 for a, b in zip(states[:-1], states[1:]))
+
+
+def test_reward_process_values_solve_bellman():
+    mrp = penguin_reward_process(gamma=0.9)
+    V = mrp.values()
+    np.testing.assert_allclose(V, mrp.R + 0.9 * mrp.P @ V, atol=1e-12)
+    assert V[8] > V[0]  # next to (on) a fish is worth more than the far corner
+    states, rewards = mrp.sample_with_rewards(50, np.random.default_rng(1))
+    np.testing.assert_array_equal(rewards, mrp.R[states])
+
+
+def test_process_distribution_by_matrix_power():
+    proc = penguin_process()
+    np.testing.assert_allclose(proc.distribution(1)[[1, 4]], [0.5, 0.5])
+    np.testing.assert_allclose(proc.distribution(2)[0], 0.5 * (1 / 3) + 0.5 * (1 / 3))

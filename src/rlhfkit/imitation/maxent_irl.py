@@ -51,7 +51,7 @@ class IRLResult:
     policy: np.ndarray  # (T, S, A) soft-optimal policy for `reward`
     iterations: int
     converged: bool
-    feature_gap: list[float] = field(default_factory=list)  # ||mu_E - mu(pi_r)||_1 per iteration
+    feature_gap: list[float] = field(default_factory=list)  # ||mu_E - mu(pi_r)||_2 per iteration
 
 
 class _Adam:
@@ -112,7 +112,7 @@ def dual_objective(mdp: MDP, w: np.ndarray, mu_expert: np.ndarray, horizon: int,
     plan = finite_horizon(mdp, horizon, reward=phi @ w, soft=True)
     mu = visitation_frequencies(mdp, plan.policy, horizon) @ phi  # (F,)
     value = float(w @ mu_expert - mdp.start @ plan.V[0] - 0.5 * l2 * w @ w)
-    return value, mu_expert - mu - l2 * w, float(np.abs(mu_expert - mu).sum())
+    return value, mu_expert - mu - l2 * w, float(np.linalg.norm(mu_expert - mu))
 
 
 def _ascend_adam(mdp, mu_expert, horizon, cfg, l2, on_iter):
@@ -197,10 +197,10 @@ def _maxent_mlp(mdp: MDP, d_expert: np.ndarray, mu_expert: np.ndarray, horizon: 
     for it in range(1, cfg.max_iter + 1):
         r = net(phi).squeeze(-1)  # (S,)
         _, d = soft_policy_and_visits(mdp, r.detach().numpy(), horizon)
-        gaps.append(float(np.abs(mu_expert - d @ mdp.features).sum()))
+        gaps.append(float(np.linalg.norm(mu_expert - d @ mdp.features)))
         if on_iter is not None:
             on_iter(it, {"feature_gap": gaps[-1]})
-        if gaps[-1] < cfg.tol * scale:
+        if np.abs(mu_expert - d @ mdp.features).sum() < cfg.tol * scale:
             converged = True
             break
         opt.zero_grad()

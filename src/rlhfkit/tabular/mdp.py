@@ -110,7 +110,6 @@ class MDP:
     gamma: float = 0.9
     start: np.ndarray | None = None  # (S,)
     features: np.ndarray | None = None  # (S, F)
-    terminal: np.ndarray | None = None  # (S,) bool: absorbing states (documentation; P already encodes it)
 
     def __post_init__(self) -> None:
         P = np.asarray(self.P, dtype=np.float64)
@@ -153,7 +152,7 @@ class MDP:
 
     def with_reward(self, R: np.ndarray) -> "MDP":
         """The same dynamics under another reward (what inverse RL plans with)."""
-        return MDP(self.P, R, self.gamma, self.start, self.features, self.terminal)
+        return MDP(self.P, R, self.gamma, self.start, self.features)
 
     def policy_transitions(self, pi: np.ndarray) -> np.ndarray:
         """P_pi[s, s'] = sum_a pi[s, a] P[s, a, s'] for a stationary policy pi (S, A)."""
