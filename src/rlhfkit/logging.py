@@ -22,12 +22,24 @@ T = TypeVar("T")
 _CONFIGURED = False
 
 
+class _StderrHandler(_std_logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is now (so redirection and test capture see it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # noqa: ANN001
+        pass
+
+
 def get_logger(name: str = "rlhfkit") -> _std_logging.Logger:
     global _CONFIGURED
     if not _CONFIGURED:
         root = _std_logging.getLogger("rlhfkit")
         if not root.handlers:
-            handler = _std_logging.StreamHandler(sys.stderr)
+            handler = _StderrHandler()
             handler.setFormatter(_std_logging.Formatter("[rlhfkit %(asctime)s] %(message)s", "%H:%M:%S"))
             root.addHandler(handler)
         root.setLevel(os.environ.get("RLHFKIT_LOG_LEVEL", "INFO"))
