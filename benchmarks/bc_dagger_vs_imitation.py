@@ -42,6 +42,8 @@ def eval_seeds(seed: int, episodes: int) -> list[int]:
 # ---------------------------------------------------------------- the peer (runs inside its venv)
 
 def run_peer(args: argparse.Namespace) -> None:
+    if "float_" not in np.__dict__:  # gymnasium 0.29's Acrobot still calls np.float_, gone in NumPy 2
+        np.float_ = np.float64
     import gymnasium as gym
     import torch
     from imitation.algorithms import bc
