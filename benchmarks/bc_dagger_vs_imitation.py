@@ -2,7 +2,7 @@
 
     python benchmarks/bc_dagger_vs_imitation.py                       # CartPole-v1, 3 seeds
     python benchmarks/bc_dagger_vs_imitation.py --envs CartPole-v1 Acrobot-v1 --seeds 0 1 2 3 4
-    python benchmarks/bc_dagger_vs_imitation.py --peer-python /tmp/imitation-venv/bin/python
+    python benchmarks/bc_dagger_vs_imitation.py --seeds 0 1 2 3 4 5 6 7 8 9 --dagger-budget 0  # BC only
 
 The expert is the cached SB3 PPO policy (`rlhfkit.imitation.experts.ppo_expert`, trained on the
 true reward on first use). Both sides clone the same `--bc-demos` expert transitions (the first
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 EVAL_SEED = 1_000_000
+SKIPPED = {"dagger": [float("nan")], "dagger_labels": 0, "dagger_time": 0.0}  # --dagger-budget 0: BC only
 
 
 def eval_seeds(seed: int, episodes: int) -> list[int]:
@@ -60,24 +61,6 @@ def run_peer(args: argparse.Namespace) -> None:
     obs, acts = data["obs"], data["actions"]
     trans = Transitions(obs=obs, acts=acts, infos=np.array([{}] * len(acts)), next_obs=np.zeros_like(obs),
                         dones=np.zeros(len(acts), dtype=bool))
-    t0 = time.time()
-    learner = bc.BC(observation_space=venv.observation_space, action_space=venv.action_space,
-                    demonstrations=trans, rng=rng, batch_size=min(32, len(acts)), device="cpu")
-    learner.train(n_batches=args.bc_steps, progress_bar=False)
-    bc_time = time.time() - t0
-    custom = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
-    expert = PPO.load(args.expert_zip, device="cpu", custom_objects=custom).policy
-    # the zip was pickled under a newer gymnasium: same env, so adopt this venv's (equal) spaces
-    expert.observation_space, expert.action_space = venv.observation_space, venv.action_space
-    t0 = time.time()
-    with tempfile.TemporaryDirectory() as scratch:
-        dag_bc = bc.BC(observation_space=venv.observation_space, action_space=venv.action_space, rng=rng,
-                       device="cpu")
-        trainer = SimpleDAggerTrainer(venv=venv, scratch_dir=scratch, expert_policy=expert, bc_trainer=dag_bc,
-                                      rng=rng)
-        trainer.train(total_timesteps=args.dagger_budget, bc_train_kwargs={"progress_bar": False})
-        labelled = int(sum(len(t) for t in trainer._all_demos))
-    dagger_time = time.time() - t0
 
     def score(policy) -> list[float]:
         env = gym.make(args.env)
@@ -91,6 +74,28 @@ def run_peer(args: argparse.Namespace) -> None:
                 ret, done = ret + float(r), term or trunc
             out.append(ret)
         return out
+
+    t0 = time.time()
+    learner = bc.BC(observation_space=venv.observation_space, action_space=venv.action_space,
+                    demonstrations=trans, rng=rng, batch_size=min(32, len(acts)), device="cpu")
+    learner.train(n_batches=args.bc_steps, progress_bar=False)
+    bc_time = time.time() - t0
+    if args.dagger_budget <= 0:
+        print(json.dumps({"bc": score(learner.policy), "bc_time": bc_time, **SKIPPED}))
+        return
+    custom = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
+    expert = PPO.load(args.expert_zip, device="cpu", custom_objects=custom).policy
+    # the zip was pickled under a newer gymnasium: same env, so adopt this venv's (equal) spaces
+    expert.observation_space, expert.action_space = venv.observation_space, venv.action_space
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as scratch:
+        dag_bc = bc.BC(observation_space=venv.observation_space, action_space=venv.action_space, rng=rng,
+                       device="cpu")
+        trainer = SimpleDAggerTrainer(venv=venv, scratch_dir=scratch, expert_policy=expert, bc_trainer=dag_bc,
+                                      rng=rng)
+        trainer.train(total_timesteps=args.dagger_budget, bc_train_kwargs={"progress_bar": False})
+        labelled = int(sum(len(t) for t in trainer._all_demos))
+    dagger_time = time.time() - t0
 
     print(json.dumps({"bc": score(learner.policy), "bc_time": bc_time, "dagger": score(trainer.policy),
                       "dagger_labels": labelled, "dagger_time": dagger_time}))
@@ -117,6 +122,8 @@ def run_ours(env_id: str, seed: int, expert, args: argparse.Namespace, demo_path
     t0 = time.time()
     policy, _ = train_bc(obs, acts, n_actions, BCConfig(), seed=seed)
     bc_time = time.time() - t0
+    if args.dagger_budget <= 0:
+        return {"bc": score(policy), "bc_time": bc_time, **SKIPPED}
     t0 = time.time()
     result = dagger(expert, env_id, DAggerConfig(budget=args.dagger_budget, eval_episodes=0), seed=seed)
     dagger_time = time.time() - t0
