@@ -252,11 +252,11 @@ def test_json_api_with_a_token(store: LabelStore) -> None:
     assert item["id"] == ids["rank"] and item["responses"] == ["first", "second", "third"]
     body = {"item_id": item["id"], "client_key": "bot-key-00001", "answer": {"ranks": [0, 1, 2]},
             "seconds_active": 2.0}
-    assert c.post("/api/v1/answers", json=body, headers=h).json()["duplicate"] is False
-    assert c.post("/api/v1/answers", json=body, headers=h).json()["duplicate"] is True
     bad = dict(body, client_key="bot-key-00002", answer={"ranks": [0, 1]})
     r = c.post("/api/v1/answers", json=bad, headers=h)
     assert r.status_code == 400 and "one rank per response" in r.json()["error"]
+    assert c.post("/api/v1/answers", json=body, headers=h).json()["duplicate"] is False
+    assert c.post("/api/v1/answers", json=body, headers=h).json()["duplicate"] is True
     r = c.post("/api/v1/answers", json=dict(body, client_key="bot-key-00003"), headers=h)
     assert r.status_code == 409 and "already answered" in r.json()["error"]
     assert c.get("/api/v1/projects/rank/next", headers=h).json() == {"item": None}

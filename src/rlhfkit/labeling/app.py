@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -56,7 +57,7 @@ def _errors(app: FastAPI) -> None:
     async def _login(request: Request, exc: LoginRequired) -> Response:
         if wants_json(request):
             return JSONResponse({"error": "sign in or send an API token"}, status_code=401)
-        return redirect("/login?next=" + safe_next(exc.next_url))
+        return redirect("/login?next=" + quote(safe_next(exc.next_url)))
 
     @app.exception_handler(Denied)
     async def _denied(request: Request, exc: Denied) -> Response:
