@@ -54,6 +54,13 @@ class ImitateDAggerConfig(ImitateEnvConfig):
     dagger: DAggerConfig = F(DAggerConfig(), "rounds, beta schedule and the learner")
 
 
+def _n_actions(env_id: str) -> int:
+    env = make_env(env_id)
+    n = int(env.action_space.n)
+    env.close()
+    return n
+
+
 def _check(cfg: ImitateBCConfig | ImitateDAggerConfig) -> Any:
     if cfg.demos < 1:
         raise UserError(f"--demos must be a positive number of transitions, got {cfg.demos}")
@@ -123,7 +130,7 @@ def run_bc(cfg: ImitateBCConfig) -> dict[str, Any]:
     expert = _check(cfg)
     run = RunDir.create(_out(cfg, "bc"), cfg)
     obs, actions = collect_demos(expert, cfg.env, cfg.demos, seed=cfg.seed * 1000)
-    policy, fit = train_bc(obs, actions, int(make_env(cfg.env).action_space.n), cfg.bc, seed=cfg.seed)
+    policy, fit = train_bc(obs, actions, int(_n_actions(cfg.env)), cfg.bc, seed=cfg.seed)
     with MetricsLogger(run.path, cfg.log) as metrics:
         metrics.log({"train/bc/nll": fit["nll"], "train/bc/accuracy": fit["accuracy"]}, step=cfg.bc.steps)
     return _finish(run, cfg, "bc", policy, len(actions), expert, t0, {"train_accuracy": fit["accuracy"]})

@@ -104,7 +104,9 @@ def dagger(expert: Policy, env_id: str, cfg: DAggerConfig | None = None, seed: i
     cfg = cfg or DAggerConfig()
     if cfg.budget < cfg.rounds:
         raise UserError(f"a budget of {cfg.budget} labels cannot cover {cfg.rounds} rounds")
-    n_actions = int(make_env(env_id).action_space.n)
+    probe = make_env(env_id)
+    n_actions = int(probe.action_space.n)
+    probe.close()
     betas = beta_schedule(cfg.rounds, cfg.beta_decay)
     per_round = _split_budget(cfg.budget, cfg.rounds, None if initial is None else len(initial[1]))
     rng = np.random.default_rng(seed)
