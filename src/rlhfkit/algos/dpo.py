@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 import torch
 
-from rlhfkit.algos.loop import OptimConfig, fit
+from rlhfkit.algos.loop import OptimConfig, fit, is_main_process
 from rlhfkit.algos.reward_model import split_by_prompt
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
 from rlhfkit.feedback.records import Comparison, Ranking, expand_to_comparisons
 from rlhfkit.lm.data import preference_batch, sequence_logprob
-from rlhfkit.lm.models import load_policy, save_model
+from rlhfkit.lm.models import LoRAConfig, load_policy, merged, save_model, with_lora
 from rlhfkit.logging import MetricsLogger, get_logger, progress
 from rlhfkit.ops.losses import LossOutput, dpo
 from rlhfkit.runtime import RunDir, seed_everything
@@ -35,6 +35,7 @@ class DPOConfig(RunConfig):
     heldout_frac: float = F(0.1, "fraction of prompts held out for implicit-reward accuracy")
     max_len: int = F(96, "max tokens of prompt + response")
     optim: OptimConfig = F(OptimConfig(lr=1e-4, batch_size=32, epochs=2.0, checkpoint_every=500), "optimizer")
+    lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters (off by default); final/ holds the merged model")
 
 
 @torch.no_grad()
@@ -62,6 +63,8 @@ def run(cfg: DPOConfig) -> dict:
              if not (cfg.drop_ties and c.tie)]
     test = [c for c in expand_to_comparisons([r for r, h in zip(records, held) if h]) if not c.tie]
     model, tok = load_policy(cfg.policy)
+    # LoRA's B starts at zero, so the adapted model is still the reference here.
+    model = with_lora(model, cfg.lora)
     ref_c, ref_r = pair_logprobs(model, tok, train, cfg.max_len)
     model.train()
 
@@ -72,7 +75,7 @@ def run(cfg: DPOConfig) -> dict:
         i = torch.tensor(idx)
         return dpo(pc, pr, ref_c[i], ref_r[i], cfg.beta, target=b.target, weights=b.weight)
 
-    with MetricsLogger(run_dir.path, cfg.log, resume=cfg.resume) as logger:
+    with MetricsLogger(run_dir.path if is_main_process() else None, cfg.log, resume=cfg.resume) as logger:
         steps = fit(run_dir, model, tok, len(train), loss_fn, cfg.optim, cfg.seed, logger, "dpo",
                     resume=cfg.resume, device=cfg.device)
         acc = None
@@ -82,9 +85,10 @@ def run(cfg: DPOConfig) -> dict:
             rc, rr = pair_logprobs(ref, tok, test, cfg.max_len, desc="held-out reference")
             acc = ((tc - rc) > (tr - rr)).float().mean().item()
             logger.log({"eval/dpo/implicit_reward_accuracy": acc}, steps)
-    save_model(model, tok, run_dir.final)
     summary = {"final": str(run_dir.final), "steps": steps, "train_pairs": len(train),
                "heldout_implicit_accuracy": acc, "n_heldout": len(test), "wall_s": time.time() - t0}
-    run_dir.write_summary(summary)
+    if is_main_process():
+        save_model(merged(model), tok, run_dir.final)
+        run_dir.write_summary(summary)
     log.info("dpo: held-out implicit-reward accuracy %s on %d pairs", acc, len(test))
     return summary

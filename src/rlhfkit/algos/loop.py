@@ -5,14 +5,19 @@ and cosine decay, gradient clipping, a NaN guard, logging, progress, checkpoints
 and exact resume (the data order is a function of (seed, epoch), so a resumed run
 skips the batches it already consumed). Each algorithm supplies only
 `loss_fn(indices) -> LossOutput`. It runs under `accelerate launch` unchanged:
-each process takes its share of every global batch.
+each process takes its share of every global batch, its loss is weighted by that
+share (so uneven shards still give the global-batch gradient), and the logged loss
+and metrics are the global batch's, reduced over processes.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 from accelerate import Accelerator
@@ -43,6 +48,11 @@ class OptimConfig:
     log_every: int = F(10, "steps between metric lines")
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a `torchrun`/`accelerate launch` job (or a plain run): the one that writes files."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def accelerator_for(device: str) -> Accelerator:
     return Accelerator(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()))
 
@@ -57,6 +67,59 @@ def _schedule(opt: torch.optim.Optimizer, cfg: OptimConfig, total: int) -> torch
         return cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+@contextmanager
+def _calls_through(model: torch.nn.Module, wrapped: torch.nn.Module) -> Iterator[None]:
+    """Route `model(...)` through the accelerate wrapper while training.
+
+    The algorithms' loss functions call the model they built; but DDP syncs gradients (and
+    FSDP/DeepSpeed gather parameters) only in the wrapper's forward, so a direct call would
+    train each process on its own shard. The wrapper's own call of its module goes straight on."""
+    if wrapped is model:
+        yield
+        return
+    inner, depth, own = model.forward, [0], "forward" in vars(model)
+
+    def forward(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if depth[0]:
+            return inner(*args, **kwargs)
+        depth[0] += 1
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+
+    model.forward = forward
+    try:
+        yield
+    finally:
+        if own:
+            model.forward = inner
+        else:
+            del model.forward
+
+
+def _global_step_loss(acc: Accelerator, out: LossOutput, share: float) -> tuple[float, dict[str, float]]:
+    """The global batch's loss and metrics: each process's value weighted by its share of the
+    batch, summed over processes (one small all-reduce). Every process sees the same numbers,
+    so a non-finite loss stops them all together."""
+    if acc.num_processes == 1:
+        return out.loss.item(), dict(out.metrics)
+    keys = sorted(out.metrics)
+    local = torch.tensor([out.loss.item()] + [float(out.metrics[k]) for k in keys], dtype=torch.float64)
+    local = acc.reduce((local * share).to(acc.device), reduction="sum").cpu()
+    return local[0].item(), dict(zip(keys, local[1:].tolist()))
+
+
+def _load_weights(model: PreTrainedModel, folder: Path) -> None:
+    """A checkpoint's weights: the full model, or (LoRA) the adapter `peft` saved."""
+    if (folder / "adapter_model.safetensors").exists():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
+    else:
+        model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
 
 
 def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, n_examples: int,
@@ -79,14 +142,29 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     start = 0
     ckpt = run.latest_checkpoint() if resume else None
     if ckpt is not None:
-        model.load_state_dict(load_file(str(ckpt / "model" / "model.safetensors")), strict=False)
+        _load_weights(model, ckpt / "model")
         state = load_trainer_state(ckpt)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start = state["step"]
         log.info("%s: resuming from %s (step %d of %d)", desc, ckpt, start, total)
+    if acc.state.deepspeed_plugin is not None:
+        # DeepSpeed reads the per-process batch from a prepared data loader; fit has none.
+        acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = max(
+            1, math.ceil(cfg.batch_size / acc.num_processes))
     wrapped, opt = acc.prepare(model, opt)
     wrapped.train()
+    with _calls_through(model, wrapped):
+        _train(run, acc, wrapped, opt, sched, n_examples, loss_fn, cfg, seed, logger, desc, start, total,
+               spe, on_step)
+    acc.wait_for_everyone()
+    return total
+
+
+def _train(run: RunDir, acc: Accelerator, wrapped: torch.nn.Module,
+           opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, n_examples: int,
+           loss_fn: Callable[[list[int]], LossOutput], cfg: OptimConfig, seed: int, logger: MetricsLogger,
+           desc: str, start: int, total: int, spe: int, on_step: Callable[[int], dict[str, float]] | None) -> None:
     rank, world = acc.process_index, acc.num_processes
     bar = progress(range(start, total), total=total, desc=desc)
     bar.update(start)
@@ -95,21 +173,27 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         epoch, pos = divmod(step, spe)
         if pos == 0 or not epoch_batches:
             epoch_batches = list(minibatches(n_examples, cfg.batch_size, seed, epoch))
-        idx = epoch_batches[pos][rank::world]
-        out = loss_fn(idx)
-        if not torch.isfinite(out.loss):
-            raise UserError(f"{desc}: the loss became {out.loss.item()} at step {step} (examples "
-                            f"{idx[:4]}...); lower the learning rate or check the data. The last good "
+        batch = epoch_batches[pos]
+        idx = batch[rank::world]
+        # DDP averages gradients over processes, so scaling each shard's mean loss by
+        # world * share makes the result the global-batch mean even for uneven shards. A process
+        # whose shard is empty (a short last batch) still runs a forward and backward, weighted 0.
+        share = len(idx) / len(batch)
+        out = loss_fn(idx or batch[:1])
+        loss, metrics_now = _global_step_loss(acc, out, share)
+        if not math.isfinite(loss):
+            raise UserError(f"{desc}: the loss became {loss} at step {step} (examples "
+                            f"{batch[:4]}...); lower the learning rate or check the data. The last good "
                             f"checkpoint is kept in {run.checkpoints}")
         opt.zero_grad(set_to_none=True)
-        acc.backward(out.loss)
+        acc.backward(out.loss * (share * world) if world > 1 else out.loss)
         gnorm = acc.clip_grad_norm_(wrapped.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
         opt.step()
         sched.step()
         bar.update(1)
         done = step + 1
-        metrics = {f"train/{k}": v for k, v in out.metrics.items()}
-        metrics["train/loss"] = out.loss.item()
+        metrics = {f"train/{k}": v for k, v in metrics_now.items()}
+        metrics["train/loss"] = loss
         if on_step is not None:
             metrics.update(on_step(done))
         if done % cfg.log_every == 0 or done == total:
@@ -118,11 +202,9 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                 metrics["train/grad_norm"] = float(gnorm)
             if acc.is_main_process:
                 logger.log(metrics, done)
-            bar.set_postfix(loss=f"{out.loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss:.4f}")
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total and acc.is_main_process:
             save_checkpoint(run, done, {"model": acc.unwrap_model(wrapped)},
                             {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()})
     bar.close()
-    acc.wait_for_everyone()
-    return total
 

@@ -18,7 +18,7 @@ from rlhfkit.lm.models import load_policy
 from rlhfkit.lm.sampling import read_prompts
 from rlhfkit.logging import get_logger
 from rlhfkit.ops.kl import AdaptiveKLController, FixedKLController
-from rlhfkit.runtime import RunDir, load_trainer_state
+from rlhfkit.runtime import RunDir, load_trainer_state, save_checkpoint
 from rlhfkit.tasks.gold import GoldScorer
 from rlhfkit.tasks.reviews import ReviewTask, item_of
 
@@ -128,13 +128,25 @@ def rm_gold_agreement(scores: torch.Tensor, prompts: list[str], responses: list[
     return g.mean().item(), agree
 
 
-def resume_from(run: RunDir, policy: Any, extra_heads: dict[str, Any]) -> dict[str, Any] | None:
+def checkpoint(run: RunDir, it: int, s: Setup, heads: dict[str, Any], opt: Any, kl_ctl: Any, norm: Any) -> None:
+    """Policy (and heads), optimizer, beta, reward-normalizer statistics and prompt position."""
+    save_checkpoint(run, it, {"policy": s.policy, **heads}, {
+        "optimizer": opt.state_dict(), "kl": kl_ctl.state_dict(), "reward_norm": norm.state_dict(),
+        "prompt_cursor": s.prompts.cursor})
+
+
+def resume(run: RunDir, s: Setup, heads: dict[str, Any], opt: Any, kl_ctl: Any, norm: Any) -> int:
+    """Restore everything `checkpoint` saved; returns the iteration to continue from (0: none)."""
     ckpt = run.latest_checkpoint()
     if ckpt is None:
-        return None
-    policy.load_state_dict(load_file(str(Path(ckpt) / "policy" / "model.safetensors")), strict=False)
-    for name, head in extra_heads.items():
+        return 0
+    s.policy.load_state_dict(load_file(str(Path(ckpt) / "policy" / "model.safetensors")), strict=False)
+    for name, head in heads.items():
         head.load(Path(ckpt) / name)
     state = load_trainer_state(ckpt)
+    opt.load_state_dict(state["optimizer"])
+    kl_ctl.load_state_dict(state["kl"])
+    norm.load_state_dict(state["reward_norm"])
+    s.prompts.cursor = state["prompt_cursor"]
     log.info("resuming from %s (iteration %d)", ckpt, state["step"])
-    return state
+    return int(state["step"])

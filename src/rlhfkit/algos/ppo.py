@@ -23,8 +23,9 @@ from rlhfkit.algos.online import (
     KLConfig,
     RolloutConfig,
     batch_accounting,
+    checkpoint,
     kl_controller,
-    resume_from,
+    resume,
     rm_gold_agreement,
     setup,
 )
@@ -38,7 +39,7 @@ from rlhfkit.ops.advantages import gae, whiten
 from rlhfkit.ops.kl import kl_penalized_rewards
 from rlhfkit.ops.logprobs import masked_mean
 from rlhfkit.ops.losses import ppo_clip, value_loss
-from rlhfkit.runtime import RunDir, save_checkpoint, seed_everything
+from rlhfkit.runtime import RunDir, seed_everything
 
 log = get_logger(__name__)
 
@@ -100,13 +101,8 @@ def run(cfg: PPOConfig) -> dict:
     value_head = ValueHead(policy.config.hidden_size)
     opt = torch.optim.Adam(list(policy.parameters()) + list(value_head.parameters()), lr=cfg.lr, eps=1e-5)
     kl_ctl, norm, signs = kl_controller(cfg.kl), RewardNormalizer(), FailureSigns(cfg.rollout.max_new_tokens)
-    start = 0
-    if cfg.resume and (state := resume_from(run_dir, policy, {"value_head": value_head})) is not None:
-        opt.load_state_dict(state["optimizer"])
-        kl_ctl.load_state_dict(state["kl"])
-        norm.load_state_dict(state["reward_norm"])
-        s.prompts.cursor = state["prompt_cursor"]
-        start = state["step"]
+    heads = {"value_head": value_head}
+    start = resume(run_dir, s, heads, opt, kl_ctl, norm) if cfg.resume else 0
     B = cfg.rollout.batch_prompts
     log.info(batch_accounting([
         ("prompts per rollout batch", B), ("samples per rollout batch", B),
@@ -123,9 +119,7 @@ def run(cfg: PPOConfig) -> dict:
             logger.log(m, it + 1)
             history.append(m)
             if cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
-                save_checkpoint(run_dir, it + 1, {"policy": policy, "value_head": value_head}, {
-                    "optimizer": opt.state_dict(), "kl": kl_ctl.state_dict(), "reward_norm": norm.state_dict(),
-                    "prompt_cursor": s.prompts.cursor})
+                checkpoint(run_dir, it + 1, s, heads, opt, kl_ctl, norm)
     save_model(policy, tok, run_dir.final)
     value_head.save_pretrained(run_dir.path / "value_head")
     summary = summarize(history, "ppo", run_dir, t0, kl_ctl.value)

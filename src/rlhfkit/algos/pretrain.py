@@ -6,7 +6,6 @@ GPT is built from `ModelConfig`; with `--model PATH`, that model keeps training.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 
 from rlhfkit.algos.loop import OptimConfig, fit
 from rlhfkit.config import F, ModelConfig, RunConfig
-from rlhfkit.errors import UserError
+from rlhfkit.feedback.formats import read_text_rows
 from rlhfkit.lm.data import lm_blocks, token_logprobs
 from rlhfkit.lm.models import build_tiny_gpt, load_policy, load_tokenizer, save_model, train_tokenizer
 from rlhfkit.logging import MetricsLogger, get_logger
@@ -38,27 +37,7 @@ class PretrainConfig(RunConfig):
 
 
 def read_corpus(path: str | Path) -> list[str]:
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"{p}: no such corpus file")
-    docs: list[str] = []
-    with open(p, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            if p.suffix == ".jsonl":
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{p}:{lineno}: malformed JSON ({e.msg})") from None
-                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                    raise UserError(f"{p}:{lineno}: field 'text': expected a string")
-                docs.append(row["text"])
-            else:
-                docs.append(line.rstrip("\n"))
-    if not docs:
-        raise UserError(f"{p}: the corpus is empty")
-    return docs
+    return read_text_rows(path, "text", "corpus")
 
 
 def run(cfg: PretrainConfig) -> dict:

@@ -22,8 +22,9 @@ from rlhfkit.algos.online import (
     KLConfig,
     RolloutConfig,
     batch_accounting,
+    checkpoint,
     kl_controller,
-    resume_from,
+    resume,
     rm_gold_agreement,
     setup,
 )
@@ -35,7 +36,7 @@ from rlhfkit.lm.sampling import generate
 from rlhfkit.logging import MetricsLogger, get_logger, progress
 from rlhfkit.ops.kl import kl_estimate
 from rlhfkit.ops.losses import LossOutput
-from rlhfkit.runtime import RunDir, save_checkpoint, seed_everything
+from rlhfkit.runtime import RunDir, seed_everything
 
 log = get_logger(__name__)
 
@@ -79,12 +80,7 @@ def run(cfg: ReinforceConfig) -> dict:
     policy.eval()
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     kl_ctl, norm, signs = kl_controller(cfg.kl), RewardNormalizer(), FailureSigns(cfg.rollout.max_new_tokens)
-    start = 0
-    if cfg.resume and (state := resume_from(run_dir, policy, {})) is not None:
-        opt.load_state_dict(state["optimizer"])
-        kl_ctl.load_state_dict(state["kl"])
-        norm.load_state_dict(state["reward_norm"])
-        s.prompts.cursor, start = state["prompt_cursor"], state["step"]
+    start = resume(run_dir, s, {}, opt, kl_ctl, norm) if cfg.resume else 0
     k, B = cfg.samples_per_prompt, cfg.rollout.batch_prompts
     log.info(batch_accounting([("prompts per rollout batch", B), ("samples per rollout batch", B * k),
                                ("response tokens per rollout batch (max)", B * k * cfg.rollout.max_new_tokens),
@@ -97,9 +93,7 @@ def run(cfg: ReinforceConfig) -> dict:
             logger.log(m, it + 1)
             history.append(m)
             if cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
-                save_checkpoint(run_dir, it + 1, {"policy": policy}, {
-                    "optimizer": opt.state_dict(), "kl": kl_ctl.state_dict(), "reward_norm": norm.state_dict(),
-                    "prompt_cursor": s.prompts.cursor})
+                checkpoint(run_dir, it + 1, s, {}, opt, kl_ctl, norm)
     save_model(policy, tok, run_dir.final)
     summary = summarize(history, "reinforce", run_dir, t0, kl_ctl.value)
     run_dir.write_summary(summary)

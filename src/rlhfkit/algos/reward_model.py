@@ -21,13 +21,13 @@ from typing import Literal, Sequence
 
 import torch
 
-from rlhfkit.algos.loop import OptimConfig, fit
+from rlhfkit.algos.loop import OptimConfig, fit, is_main_process
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
 from rlhfkit.feedback.records import Comparison, Ranking, Rating, expand_to_comparisons
 from rlhfkit.lm.data import encode_pair, pad_right, preference_batch
-from rlhfkit.lm.models import reward_model_from, save_model
+from rlhfkit.lm.models import LoRAConfig, merged, reward_model_from, save_model, with_lora
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import LossOutput, bradley_terry, rating_regression
 from rlhfkit.runtime import RunDir, seed_everything
@@ -47,6 +47,7 @@ class RMConfig(RunConfig):
     gold: Literal["auto", "reviews", "none"] = F("auto", "gold scorer for the ceiling accuracy (auto: if prompts are the embedded task's)")
     eval_batch_size: int = F(128, "sequences per forward pass in evaluation")
     optim: OptimConfig = F(OptimConfig(lr=3e-4, batch_size=32, epochs=2.0, checkpoint_every=500), "optimizer")
+    lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters on the backbone (off by default; the head trains whole)")
 
 
 def split_by_prompt(prompts: Sequence[str], heldout_frac: float, seed: int) -> list[bool]:
@@ -167,6 +168,7 @@ def run(cfg: RMConfig) -> dict:
     if not train_recs:
         raise UserError(f"{cfg.data}: no records left for training after holding out {cfg.heldout_frac:.0%} of prompts")
     model, tok = reward_model_from(cfg.model)
+    model = with_lora(model, cfg.lora, task="SEQ_CLS")
     if cfg.objective == "ratings":
         train, held = list(train_recs), _rating_pairs(held_recs)  # type: ignore[arg-type]
         loss_fn = _ratings_loss(model, tok, train, cfg.max_len)
@@ -176,15 +178,16 @@ def run(cfg: RMConfig) -> dict:
     gold = _gold_for(cfg, [r.prompt for r in records])
     log.info("rm: %d training %s, %d held-out pairs; gold scorer: %s", len(train),
              "ratings" if cfg.objective == "ratings" else "pairs", len(held), "yes" if gold else "no")
-    with MetricsLogger(run_dir.path, cfg.log, resume=cfg.resume) as logger:
+    with MetricsLogger(run_dir.path if is_main_process() else None, cfg.log, resume=cfg.resume) as logger:
         steps = fit(run_dir, model, tok, len(train), loss_fn, cfg.optim, cfg.seed, logger, "rm",
                     resume=cfg.resume, device=cfg.device)
         metrics = evaluate(model, tok, held, cfg.max_len, gold, cfg.eval_batch_size)
         logger.log({f"eval/rm/{k}": v for k, v in metrics.items() if v is not None}, steps)
-    save_model(model, tok, run_dir.final)
     summary = {"final": str(run_dir.final), "steps": steps, "train_examples": len(train), **metrics,
                "wall_s": time.time() - t0}
-    run_dir.write_summary(summary)
+    if is_main_process():
+        save_model(merged(model), tok, run_dir.final)
+        run_dir.write_summary(summary)
     log.info("rm: held-out accuracy %s (gold %s), ECE %s on %s pairs", _fmt(metrics["heldout_accuracy"]),
              _fmt(metrics["gold_accuracy"]), _fmt(metrics["ece"]), metrics["n_heldout"])
     return summary

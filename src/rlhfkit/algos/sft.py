@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 import torch
 
-from rlhfkit.algos.loop import OptimConfig, fit
+from rlhfkit.algos.loop import OptimConfig, fit, is_main_process
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
 from rlhfkit.feedback.records import Demonstration
 from rlhfkit.lm.data import sft_batch, token_logprobs
-from rlhfkit.lm.models import load_policy, save_model
+from rlhfkit.lm.models import LoRAConfig, load_policy, merged, save_model, with_lora
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import sft_nll
 from rlhfkit.runtime import RunDir, seed_everything
@@ -32,6 +32,7 @@ class SFTConfig(RunConfig):
     heldout_frac: float = F(0.05, "fraction of demonstrations held out for the final NLL")
     max_len: int = F(96, "max tokens of prompt + response")
     optim: OptimConfig = F(OptimConfig(lr=5e-4, batch_size=32, epochs=2.0), "optimizer and schedule")
+    lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters (off by default); final/ holds the merged model")
 
 
 def load_demonstrations(cfg: SFTConfig) -> list[Demonstration]:
@@ -61,6 +62,7 @@ def run(cfg: SFTConfig) -> dict:
     seed_everything(cfg.seed)
     run_dir = RunDir.create(cfg.out or "runs/sft", cfg)
     model, tok = load_policy(cfg.model)
+    model = with_lora(model, cfg.lora)
     demos = load_demonstrations(cfg)
     n_held = int(len(demos) * cfg.heldout_frac)
     held, train = demos[:n_held], demos[n_held:]
@@ -70,15 +72,16 @@ def run(cfg: SFTConfig) -> dict:
         lp = token_logprobs(model, b.input_ids, b.attention_mask)  # (B, T-1)
         return sft_nll(lp, b.loss_mask[:, 1:])
 
-    with MetricsLogger(run_dir.path, cfg.log, resume=cfg.resume) as logger:
+    with MetricsLogger(run_dir.path if is_main_process() else None, cfg.log, resume=cfg.resume) as logger:
         before = demo_nll(model, tok, held, cfg.max_len) if held else float("nan")
         steps = fit(run_dir, model, tok, len(train), loss_fn, cfg.optim, cfg.seed, logger, "sft",
                     resume=cfg.resume, device=cfg.device)
         after = demo_nll(model, tok, held, cfg.max_len) if held else float("nan")
         logger.log({"eval/sft/nll": after}, steps)
-    save_model(model, tok, run_dir.final)
     summary = {"final": str(run_dir.final), "steps": steps, "demonstrations": len(train),
                "heldout_nll_before": before, "heldout_nll": after, "wall_s": time.time() - t0}
-    run_dir.write_summary(summary)
+    if is_main_process():
+        save_model(merged(model), tok, run_dir.final)
+        run_dir.write_summary(summary)
     log.info("sft: held-out response NLL %.3f -> %.3f; model in %s", before, after, run_dir.final)
     return summary

@@ -249,3 +249,22 @@ def export_preference_pairs(path: str | Path, records: Iterable[Record]) -> int:
     pairs = expand_to_comparisons(list(records))
     rows = [{"prompt": c.prompt, "chosen": c.chosen, "rejected": c.rejected} for c in pairs if not c.tie]
     return write_rows(path, rows)
+
+
+def read_text_rows(path: str | Path, field: str, what: str) -> list[str]:
+    """Plain strings, one per line of a .txt file, or the `field` of each row of a .jsonl file
+    (a corpus's "text", a prompt file's "prompt"). Errors name the file, line and field."""
+    p = Path(path)
+    if not p.exists():
+        raise FormatError(p, None, None, f"no such {what} file")
+    out: list[str] = []
+    if p.suffix == ".jsonl":
+        for lineno, row in _rows_jsonl(p):
+            if not isinstance(row, dict) or not isinstance(row.get(field), str):
+                raise FormatError(p, lineno, field, "expected a string")
+            out.append(row[field])
+    else:
+        out = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not out:
+        raise FormatError(p, None, None, f"no {what} (the file is empty)")
+    return out

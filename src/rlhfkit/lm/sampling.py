@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,26 +83,9 @@ class SampleConfig(RunConfig):
 
 
 def read_prompts(path: str) -> list[str]:
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"{p}: no such prompts file")
-    out = []
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        if p.suffix == ".jsonl":
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{p}:{lineno}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-                raise UserError(f"{p}:{lineno}: field 'prompt': expected a string")
-            out.append(row["prompt"])
-        else:
-            out.append(line)
-    if not out:
-        raise UserError(f"{p}: no prompts (the file is empty)")
-    return out
+    from rlhfkit.feedback.formats import read_text_rows
+
+    return read_text_rows(path, "prompt", "prompts")
 
 
 def run_sample(cfg: SampleConfig) -> dict:
