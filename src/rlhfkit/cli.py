@@ -106,6 +106,8 @@ def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentPars
             if fl.positional:
                 p.add_argument(fl.name, **kwargs)
             else:
+                if fl.action in (None, "append"):
+                    kwargs["metavar"] = fl.name.lstrip("-").upper().replace("-", "_")
                 kwargs["dest"] = "flag__" + fl.dest.replace(".", "__")
                 kwargs["default"] = None
                 p.add_argument(fl.name, **kwargs)
