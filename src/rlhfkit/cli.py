@@ -53,8 +53,19 @@ class Command:
 def _all_commands() -> list[Command]:
     out: list[Command] = []
     for mod in COMMAND_MODULES:
-        out.extend(importlib.import_module(mod).COMMANDS)
+        try:
+            out.extend(importlib.import_module(mod).COMMANDS)
+        except ModuleNotFoundError as e:  # an optional extra is not installed: its commands are absent
+            if not (e.name or "").split(".")[0] in OPTIONAL_PACKAGES:
+                raise
     return out
+
+
+# Packages of the optional extras (label, control, data, lora, log): commands needing them are
+# listed only when they are installed, e.g. `pip install -e ".[control]"`.
+OPTIONAL_PACKAGES = {"fastapi", "sqlalchemy", "alembic", "jinja2", "uvicorn", "argon2", "itsdangerous",
+                     "multipart", "markdown_it", "gymnasium", "stable_baselines3", "imageio", "datasets",
+                     "pyarrow", "peft", "tensorboard", "psycopg", "scipy"}
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
