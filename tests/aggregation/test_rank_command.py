@@ -58,3 +58,18 @@ def test_rank_cli_reports_divergent_mle(tmp_path, monkeypatch, caplog):
     src = _write(tmp_path / "one.jsonl", [{"winner": "a", "loser": "b"}])
     assert main(["rank", str(src), "--out", str(tmp_path / "o")]) == 2  # a never loses: needs --l2
     assert main(["rank", str(src), "--out", str(tmp_path / "o"), "--l2", "1.0"]) == 0
+
+
+def test_rank_davidson_and_reliability_options(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLHFKIT_PROGRESS", "0")
+    rows = []
+    for lab in ("ann", "bob"):
+        rows += [{"winner": "x", "loser": "y", "labeler": lab}] * 3 + [{"winner": "y", "loser": "x", "labeler": lab}]
+        rows += [{"winner": "y", "loser": "z", "labeler": lab}] * 3 + [{"winner": "z", "loser": "x", "labeler": lab}]
+        rows += [{"winner": "x", "loser": "z", "labeler": lab, "tie": True}]
+    src = _write(tmp_path / "t.jsonl", rows)
+    out = tmp_path / "d"
+    assert main(["rank", str(src), "--out", str(out), "--ties", "davidson", "--reliability"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["tie_model"] == "davidson" and s["nu"] > 0
+    assert set(s["labeler_weights"]) == {"ann", "bob"} and s["scores"]["x"] > s["scores"]["z"]
