@@ -34,12 +34,13 @@ class QuickstartConfig(RunConfig):
     sft_demos: int = F(3000, "demonstrations for SFT")
     rm_prompts: int = F(1000, "prompts sampled K times and ranked by simulated labelers")
     k: int = F(4, "responses per prompt for ranking (C(K,2) comparisons each)")
-    ppo_iterations: int = F(40, "PPO rollout batches")
-    reinforce_iterations: int = F(40, "REINFORCE rollout batches")
+    ppo_iterations: int = F(30, "PPO rollout batches")
+    reinforce_iterations: int = F(30, "REINFORCE rollout batches")
     rollout_prompts: int = F(32, "prompts per rollout batch")
     beta: float = F(0.05, "KL penalty of the main PPO and REINFORCE runs")
-    sweep_betas: list[float] = F([0.0, 0.01, 0.2], "extra PPO runs for the over-optimization sweep")
-    sweep_iterations: int = F(40, "PPO iterations of each sweep run")
+    sweep_betas: list[float] = F([0.0, 0.2], "extra PPO runs for the over-optimization sweep")
+    sweep_iterations: int = F(30, "PPO iterations of each sweep run")
+    rl_lr: float = F(2e-4, "learning rate of PPO and REINFORCE")
     expert_rounds: int = F(2, "expert-iteration rounds")
     best_of: int = F(16, "n of best-of-n")
     eval_prompts: int = F(200, "held-out prompts for evaluation")
@@ -106,17 +107,18 @@ def run(cfg: QuickstartConfig) -> dict:  # noqa: PLR0915 - the pipeline reads to
 
     def ppo_cfg(name: str, beta: float, iters: int) -> ppo.PPOConfig:
         return ppo.PPOConfig(out=str(out / name), policy=policy, reward_model=rm_path, rollout=rollout(),
-                             kl=KLConfig(beta=beta), iterations=iters, minibatch=16, checkpoint_every=0, **common)
+                             kl=KLConfig(beta=beta), iterations=iters, minibatch=16, lr=cfg.rl_lr, checkpoint_every=0,
+                             **common)
 
     ppo_s = _stage(out, "ppo", cfg.resume, ppo.run, ppo_cfg("ppo", cfg.beta, cfg.ppo_iterations))
     rf_s = _stage(out, "reinforce", cfg.resume, reinforce.run, reinforce.ReinforceConfig(
         out=str(out / "reinforce"), policy=policy, reward_model=rm_path, rollout=rollout(), kl=KLConfig(beta=cfg.beta),
-        iterations=cfg.reinforce_iterations, checkpoint_every=0, **common))
+        iterations=cfg.reinforce_iterations, lr=cfg.rl_lr, checkpoint_every=0, **common))
     dpo_s = _stage(out, "dpo", cfg.resume, dpo.run, dpo.DPOConfig(
-        out=str(out / "dpo"), policy=policy, data=lab["labels"], optim=replace(small, lr=1e-4, epochs=2.0), **common))
+        out=str(out / "dpo"), policy=policy, data=lab["labels"], optim=replace(small, lr=1e-4, epochs=1.0), **common))
     ei_s = _stage(out, "expert-iter", cfg.resume, expert_iteration.run, expert_iteration.ExpertIterationConfig(
         out=str(out / "expert-iter"), policy=policy, reward_model=rm_path, rounds=cfg.expert_rounds,
-        prompts_per_round=max(16, cfg.rollout_prompts * 8), n=8, task_seed=cfg.seed,
+        prompts_per_round=max(16, cfg.rollout_prompts * 4), n=8, task_seed=cfg.seed,
         max_new_tokens=cfg.max_new_tokens, optim=replace(small, lr=1e-4, epochs=2.0), **common))
     sweep_runs = {cfg.beta: ppo_s}
     for beta in cfg.sweep_betas:
