@@ -38,8 +38,8 @@ def main() -> None:
         "sft": stage(["sft", "--model", str(out / "pretrain" / "final"), "--out", str(out / "sft"), *seed]),
         "sample": stage(["sample", "--policy", str(out / "sft" / "final"), "--out", str(out / "sample"), *seed]),
         "label-sim": stage(["label-sim", "--samples", str(out / "sample" / "samples.jsonl"),
-                            "--out", str(out / "labels"), *seed]),
-        "rm": stage(["rm", "--model", str(out / "sft" / "final"), "--data", str(out / "labels" / "labels.jsonl"),
+                            "--out", str(out / "label-sim"), *seed]),
+        "rm": stage(["rm", "--model", str(out / "sft" / "final"), "--data", str(out / "label-sim" / "labels.jsonl"),
                      "--out", str(out / "rm"), *seed]),
     }
     wall = time.time() - t0

@@ -75,7 +75,7 @@ class SampleConfig(RunConfig):
     split: str = F("rm", "which embedded prompt stream: train, eval, rm, rl")
     task_seed: int = F(0, "seed of the embedded task's generator")
     k: int = F(4, "responses per prompt")
-    max_new_tokens: int = F(48, "max response tokens")
+    max_new_tokens: int = F(40, "max response tokens")
     temperature: float = F(1.0, "sampling temperature")
     top_k: int = F(0, "top-k filter (0: off)")
     batch_size: int = F(128, "sequences per generate call")
