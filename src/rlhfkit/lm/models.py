@@ -7,10 +7,13 @@
 - `reward_model_from`: the same backbone with a scalar head
   (`AutoModelForSequenceClassification`, num_labels=1), initialized from the SFT
   policy as in InstructGPT; its score is read at the last non-pad token.
+- `with_lora` / `merged`: optional LoRA adapters through `peft` (Hu et al. 2021), merged
+  back into plain weights before saving, so `final/` loads with no merge step.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,10 +28,22 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from rlhfkit.config import ModelConfig
+from rlhfkit.config import F, ModelConfig
 from rlhfkit.errors import UserError
 
 EOS, PAD = "<|endoftext|>", "<|pad|>"
+
+
+@dataclass
+class LoRAConfig:
+    """Low-rank adapters W + (alpha / r) B A on the chosen linear layers (Hu et al. 2021, eq. 3)."""
+
+    enabled: bool = F(False, "train LoRA adapters instead of all weights (needs the `lora` extra: peft)")
+    r: int = F(8, "adapter rank")
+    alpha: float = F(16.0, "scaling numerator: the update is alpha / r * B A")
+    dropout: float = F(0.05, "dropout on the adapter's input")
+    target_modules: list[str] | None = F(None, "module names to adapt; None: peft's default for the architecture "
+                                               "(GPT-2: c_attn)")
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -114,6 +129,30 @@ def reward_model_from(path: str | Path, dtype: torch.dtype | None = None
     check_compatible(model, tok, p)
     model.config.pad_token_id = tok.pad_token_id
     return model, tok
+
+
+def with_lora(model: PreTrainedModel, cfg: LoRAConfig, task: str = "CAUSAL_LM") -> PreTrainedModel:
+    """`model` with trainable adapters and its own weights frozen; itself when LoRA is off.
+    `task` is peft's task type: CAUSAL_LM, or SEQ_CLS (the reward head is then trained whole)."""
+    if not cfg.enabled:
+        return model
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as e:
+        raise UserError("lora.enabled needs peft: pip install 'rlhfkit[lora]'") from e
+    try:
+        spec = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, task_type=task,
+                          target_modules=list(cfg.target_modules) if cfg.target_modules else None)
+        return get_peft_model(model, spec)
+    except ValueError as e:
+        raise UserError(f"lora: {e} (set lora.target_modules to this model's linear layer names)") from e
+
+
+def merged(model: PreTrainedModel) -> PreTrainedModel:
+    """Plain Hugging Face weights: LoRA adapters folded into the base (W + alpha / r * B A)."""
+    if hasattr(model, "merge_and_unload"):
+        return model.merge_and_unload()
+    return model
 
 
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, path: str | Path) -> None:
