@@ -32,7 +32,7 @@ class QuickstartConfig(RunConfig):
     pretrain_docs: int = F(24000, "documents in the generated pretraining corpus")
     pretrain_epochs: float = F(1.0, "passes over the corpus")
     sft_demos: int = F(3000, "demonstrations for SFT")
-    rm_prompts: int = F(1000, "prompts sampled K times and ranked by simulated labelers")
+    rm_prompts: int = F(1600, "prompts sampled K times and ranked by simulated labelers")
     k: int = F(4, "responses per prompt for ranking (C(K,2) comparisons each)")
     ppo_iterations: int = F(30, "PPO rollout batches")
     reinforce_iterations: int = F(30, "REINFORCE rollout batches")

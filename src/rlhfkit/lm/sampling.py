@@ -71,7 +71,7 @@ def sample_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
 class SampleConfig(RunConfig):
     policy: str | None = F(None, "policy folder to sample from")
     prompts: str | None = F(None, "prompts file (.txt one per line, or JSONL with 'prompt'); None: embedded task")
-    n_prompts: int = F(1000, "embedded-task prompts to draw when no file is given")
+    n_prompts: int = F(1600, "embedded-task prompts to draw when no file is given")
     split: str = F("rm", "which embedded prompt stream: train, eval, rm, rl")
     task_seed: int = F(0, "seed of the embedded task's generator")
     k: int = F(4, "responses per prompt")
