@@ -25,11 +25,10 @@ from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.labelers import LabelerPool
 from rlhfkit.lm.models import load_policy
-from rlhfkit.lm.sampling import generate, read_prompts
+from rlhfkit.lm.sampling import generate, load_prompts
 from rlhfkit.logging import get_logger, progress
 from rlhfkit.runtime import RunDir, seed_everything
 from rlhfkit.tasks.gold import GoldScorer
-from rlhfkit.tasks.reviews import ReviewTask
 
 log = get_logger(__name__)
 
@@ -102,7 +101,7 @@ def evaluate_all(cfg: EvalConfig) -> dict[str, dict]:
     if cfg.reference is None or cfg.reward_model is None:
         raise UserError("eval: give --reference PATH (the SFT policy) and --reward-model PATH")
     seed_everything(cfg.seed)
-    prompts = read_prompts(cfg.prompts) if cfg.prompts else ReviewTask(cfg.task_seed).prompts(cfg.n_prompts, "eval")
+    prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.task_seed, "eval")
     gold, rm = GoldScorer(), RewardModel(cfg.reward_model)
     ref, tok = load_policy(cfg.reference)
     ref.eval()

@@ -17,10 +17,9 @@ from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import write_records
 from rlhfkit.feedback.records import Demonstration
 from rlhfkit.lm.models import load_policy
-from rlhfkit.lm.sampling import read_prompts, sample_completions
+from rlhfkit.lm.sampling import load_prompts, sample_completions
 from rlhfkit.logging import get_logger
 from rlhfkit.runtime import RunDir, seed_everything
-from rlhfkit.tasks.reviews import ReviewTask
 
 log = get_logger(__name__)
 
@@ -60,7 +59,7 @@ def run(cfg: BestOfNConfig) -> dict:
     seed_everything(cfg.seed)
     run_dir = RunDir.create(cfg.out or "runs/best-of-n", cfg)
     policy, tok = load_policy(cfg.policy)
-    prompts = read_prompts(cfg.prompts) if cfg.prompts else ReviewTask(cfg.task_seed).prompts(cfg.n_prompts, "eval")
+    prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.task_seed, "eval")
     best, best_scores, all_scores = best_of_n(policy, tok, RewardModel(cfg.reward_model), prompts, cfg.n,
                                               max_new_tokens=cfg.max_new_tokens)
     out = cfg.output or str(run_dir.path / "best.jsonl")

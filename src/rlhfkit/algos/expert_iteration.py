@@ -15,11 +15,10 @@ from rlhfkit.errors import UserError
 from rlhfkit.feedback.records import Demonstration
 from rlhfkit.lm.data import sft_batch, token_logprobs
 from rlhfkit.lm.models import load_policy, save_model
-from rlhfkit.lm.sampling import read_prompts
+from rlhfkit.lm.sampling import load_prompts
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import sft_nll
 from rlhfkit.runtime import RunDir, seed_everything
-from rlhfkit.tasks.reviews import ReviewTask
 
 log = get_logger(__name__)
 
@@ -47,7 +46,7 @@ def run(cfg: ExpertIterationConfig) -> dict:
     run_dir = RunDir.create(cfg.out or "runs/expert-iter", cfg)
     policy, tok = load_policy(cfg.policy)
     reward = RewardModel(cfg.reward_model)
-    prompts = read_prompts(cfg.prompts) if cfg.prompts else ReviewTask(cfg.task_seed).prompts(cfg.n_prompts, "rl")
+    prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.task_seed, "rl")
     stream = PromptStream(prompts, cfg.seed)
     rounds = []
     with MetricsLogger(run_dir.path, cfg.log) as logger:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 from safetensors.torch import load_file
@@ -15,12 +15,12 @@ from rlhfkit.algos.rollout import PromptStream, RewardModel, frozen_copy
 from rlhfkit.config import F
 from rlhfkit.errors import UserError
 from rlhfkit.lm.models import load_policy
-from rlhfkit.lm.sampling import read_prompts
+from rlhfkit.lm.sampling import load_prompts
 from rlhfkit.logging import get_logger
 from rlhfkit.ops.kl import AdaptiveKLController, FixedKLController
 from rlhfkit.runtime import RunDir, load_trainer_state, save_checkpoint
 from rlhfkit.tasks.gold import GoldScorer
-from rlhfkit.tasks.reviews import ReviewTask, item_of
+from rlhfkit.tasks.reviews import item_of
 
 log = get_logger(__name__)
 
@@ -68,7 +68,7 @@ def setup(policy_path: str | None, rm_path: str | None, rcfg: RolloutConfig, see
     reward = RewardModel(rm_path, rcfg.rm_max_len)
     if len(reward.tokenizer) != len(tok):
         log.warning("%s: policy and reward model tokenizers differ; responses are re-tokenized as text", what)
-    prompts = read_prompts(rcfg.prompts) if rcfg.prompts else ReviewTask(rcfg.task_seed).prompts(rcfg.n_prompts, "rl")
+    prompts = load_prompts(rcfg.prompts, rcfg.n_prompts, rcfg.task_seed, "rl")
     gold = GoldScorer() if all(item_of(p) is not None for p in prompts[:50]) else None
     return Setup(policy, tok, frozen_copy(policy), reward, PromptStream(prompts, seed), gold)
 
@@ -116,16 +116,19 @@ class FailureSigns:
                                           f"with held-out (gold) judgments fell by {-d_acc:.2f}: over-optimization")
 
 
-def rm_gold_agreement(scores: torch.Tensor, prompts: list[str], responses: list[str], gold: GoldScorer
-                      ) -> tuple[float, float]:
-    """Mean gold score of a batch, and how often the reward model orders pairs of it as gold does."""
-    g = torch.tensor(gold.batch(prompts, responses))
+def gold_metrics(s: Setup, scores: torch.Tensor, prompts: Sequence[str], responses: Sequence[str]
+                 ) -> dict[str, float]:
+    """Mean gold score of a batch, and how often the reward model orders pairs of it as gold does
+    (nothing when the prompts have no gold scorer)."""
+    if s.gold is None:
+        return {}
+    g = torch.tensor(s.gold.batch(list(prompts), list(responses)))
     n = len(g) // 2 * 2
     dg = g[0:n:2] - g[1:n:2]
     ds = scores[0:n:2] - scores[1:n:2]
     decided = dg != 0
     agree = ((dg > 0) == (ds > 0))[decided].float().mean().item() if decided.any() else float("nan")
-    return g.mean().item(), agree
+    return {"rollout/gold": g.mean().item(), "rollout/rm_gold_agreement": agree}
 
 
 def checkpoint(run: RunDir, it: int, s: Setup, heads: dict[str, Any], opt: Any, kl_ctl: Any, norm: Any) -> None:

@@ -24,9 +24,9 @@ from rlhfkit.algos.online import (
     RolloutConfig,
     batch_accounting,
     checkpoint,
+    gold_metrics,
     kl_controller,
     resume,
-    rm_gold_agreement,
     setup,
 )
 from rlhfkit.algos.rollout import RewardNormalizer, ValueHead, response_forward, take
@@ -147,9 +147,7 @@ def ppo_iteration(s, policy, tok, value_head, opt, kl_ctl, norm, cfg: PPOConfig,
     m.update({"rollout/score": raw.mean().item(), "rollout/kl": seq_kl, "rollout/beta": kl_ctl.value,
               "rollout/length": mask.sum(-1).mean().item(),
               "rollout/reward": (scores - kl_ctl.value * kl.sum(-1)).mean().item()})
-    if s.gold is not None:
-        m["rollout/gold"], m["rollout/rm_gold_agreement"] = rm_gold_agreement(
-            raw, list(rollout.prompts), list(rollout.responses), s.gold)
+    m.update(gold_metrics(s, raw, rollout.prompts, rollout.responses))
     return m
 
 

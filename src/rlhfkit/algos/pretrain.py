@@ -16,7 +16,13 @@ from rlhfkit.algos.loop import OptimConfig, fit
 from rlhfkit.config import F, ModelConfig, RunConfig
 from rlhfkit.feedback.formats import read_text_rows
 from rlhfkit.lm.data import lm_blocks, token_logprobs
-from rlhfkit.lm.models import build_tiny_gpt, load_policy, load_tokenizer, save_model, train_tokenizer
+from rlhfkit.lm.models import (
+    build_tiny_gpt,
+    load_policy,
+    load_tokenizer,
+    save_model,
+    train_tokenizer,
+)
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import sft_nll
 from rlhfkit.runtime import RunDir, seed_everything

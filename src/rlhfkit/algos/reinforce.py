@@ -23,9 +23,9 @@ from rlhfkit.algos.online import (
     RolloutConfig,
     batch_accounting,
     checkpoint,
+    gold_metrics,
     kl_controller,
     resume,
-    rm_gold_agreement,
     setup,
 )
 from rlhfkit.algos.ppo import summarize
@@ -121,7 +121,5 @@ def reinforce_iteration(s, policy, tok, opt, kl_ctl, norm, cfg: ReinforceConfig)
     m = {"reinforce/loss": out.loss.item(), **{f"reinforce/{a}": b for a, b in out.metrics.items()},
          "rollout/score": raw.mean().item(), "rollout/kl": kl.mean().item(), "rollout/beta": kl_ctl.value,
          "rollout/length": mask.sum(-1).mean().item(), "rollout/reward": reward.mean().item()}
-    if s.gold is not None:
-        m["rollout/gold"], m["rollout/rm_gold_agreement"] = rm_gold_agreement(
-            raw, list(rollout.prompts), list(rollout.responses), s.gold)
+    m.update(gold_metrics(s, raw, rollout.prompts, rollout.responses))
     return m

@@ -27,7 +27,13 @@ from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
 from rlhfkit.feedback.records import Comparison, Ranking, Rating, expand_to_comparisons
 from rlhfkit.lm.data import encode_pair, pad_right, preference_batch
-from rlhfkit.lm.models import LoRAConfig, merged, reward_model_from, save_model, with_lora
+from rlhfkit.lm.models import (
+    LoRAConfig,
+    merged,
+    reward_model_from,
+    save_model,
+    with_lora,
+)
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import LossOutput, bradley_terry, rating_regression
 from rlhfkit.runtime import RunDir, seed_everything

@@ -88,17 +88,25 @@ def read_prompts(path: str) -> list[str]:
     return read_text_rows(path, "prompt", "prompts")
 
 
+def load_prompts(path: str | None, n: int, task_seed: int, split: str) -> list[str]:
+    """Prompts from a file, or `n` from the embedded task's `split` stream when no file is given."""
+    if path:
+        return read_prompts(path)
+    from rlhfkit.tasks.reviews import ReviewTask
+
+    return ReviewTask(task_seed).prompts(n, split)
+
+
 def run_sample(cfg: SampleConfig) -> dict:
     from rlhfkit.feedback.formats import write_records
     from rlhfkit.lm.models import load_policy
-    from rlhfkit.tasks.reviews import ReviewTask
 
     if cfg.policy is None:
         raise UserError("sample: give the policy with --policy PATH")
     seed_everything(cfg.seed)
     run_dir = RunDir.create(cfg.out or "runs/sample", cfg)
     model, tok = load_policy(cfg.policy)
-    prompts = read_prompts(cfg.prompts) if cfg.prompts else ReviewTask(cfg.task_seed).prompts(cfg.n_prompts, cfg.split)
+    prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.task_seed, cfg.split)
     t0 = time.time()
     items = sample_completions(model, tok, prompts, cfg.k, cfg.batch_size, policy_name=cfg.policy,
                                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k)
