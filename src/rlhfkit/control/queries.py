@@ -17,6 +17,7 @@ import torch
 from rlhfkit.control.envs import SpaceInfo
 from rlhfkit.control.reward import RewardEnsemble
 from rlhfkit.control.segments import Segment, Trajectory, sample_segments
+from rlhfkit.feedback.selection import disagreement
 
 QueryKind = Literal["random", "disagreement", "mix"]
 QUERY_KINDS: tuple[str, ...] = ("random", "disagreement", "mix")
@@ -34,8 +35,8 @@ class Query:
 def preference_variance(ensemble: RewardEnsemble, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Disagreement of candidate pairs a, b (N, k, F): the variance across members of the
     predicted P(a > b) = sigmoid(sum_t r_m(a_t) - sum_t r_m(b_t)). Returns (N,)."""
-    p = torch.sigmoid(ensemble.member_returns(a) - ensemble.member_returns(b))  # (K, N)
-    return p.var(dim=0, unbiased=False).numpy()
+    ra, rb = ensemble.member_returns(a), ensemble.member_returns(b)  # (K, N) each
+    return disagreement(torch.stack([ra.T, rb.T], dim=-1).double().numpy())  # (N, K, 2) -> (N,)
 
 
 def _pairs(info: SpaceInfo, trajs: list[Trajectory], n: int, k: int,
