@@ -12,6 +12,12 @@ environment (never a dependency of rlhfkit):
 
 Prints, per side and budget, the median [min, max] over seeds of the final true return
 (20 deterministic episodes) and the median wall time, and writes them as JSON (--out).
+
+Our side can be read from stored `rlhfkit control train` summaries instead of rerun
+(`--ours-from 'benchmarks/results/control/cartpole-random-s{seed}.json'`): those are the
+same default settings, seeds and budget; rows loaded this way say so (`"source"`). The
+peer is then given the env steps recorded there (agent steps plus our random-policy
+steps), so both sides see the same number of environment steps.
 """
 
 from __future__ import annotations
@@ -26,6 +32,19 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve()
+
+
+def load_ours(pattern: str, env_id: str, comparisons: int, seed: int) -> dict:
+    """Our side from a stored summary.json; refuses one made with other settings."""
+    path = Path(pattern.format(seed=seed))
+    if not path.exists():
+        raise SystemExit(f"--ours-from: {path} does not exist")
+    d = json.loads(path.read_text())
+    if (d["env"], d["comparisons"], d["seed"]) != (env_id, comparisons, seed):
+        raise SystemExit(f"--ours-from: {path} is {d['env']} / {d['comparisons']} comparisons / seed {d['seed']}, "
+                         f"not {env_id} / {comparisons} / {seed}")
+    return {"return": d["true_return_mean"], "wall_s": d["wall_s"], "env_steps": d["env_steps"],
+            "query": d["query"], "source": str(path)}
 
 
 def run_ours(env_id: str, comparisons: int, seed: int, timesteps: int) -> dict:
@@ -109,7 +128,9 @@ def main() -> None:
     ap.add_argument("--sides", nargs="+", default=["rlhfkit", "imitation"], choices=["rlhfkit", "imitation"])
     ap.add_argument("--imitation-fragment-length", type=int, default=10)
     ap.add_argument("--imitation-python", default="/tmp/imitation-venv/bin/python")
-    ap.add_argument("--out", default="benchmarks/results/control_vs_imitation.json")
+    ap.add_argument("--ours-from", default=None,
+                    help="read our side from stored summaries, e.g. 'benchmarks/results/control/cartpole-random-s{seed}.json'")
+    ap.add_argument("--out", default=None, help="JSON rows (default benchmarks/results/control/vs-imitation-ENV.json)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:  # one imitation run, in the imitation venv
@@ -117,23 +138,37 @@ def main() -> None:
                                          args.imitation_fragment_length)))
         return
     steps = args.timesteps or default_timesteps(args.env)
+    out_path = Path(args.out or f"benchmarks/results/control/vs-imitation-{args.env}.json")
     rows = []
     for n in args.comparisons:
         for seed in args.seeds:  # in sequence: the machine is small and shared
+            peer_steps = steps
             for side in args.sides:
                 if side == "rlhfkit":
-                    r = run_ours(args.env, n, seed, steps)
+                    if args.ours_from:
+                        r = load_ours(args.ours_from, args.env, n, seed)
+                        print(f"rlhfkit side, seed {seed}: loaded from {r['source']} (not rerun)", flush=True)
+                        peer_steps = int(r["env_steps"])
+                    else:
+                        r = run_ours(args.env, n, seed, steps)
                 else:
-                    cmd = [args.imitation_python, str(HERE), "--worker", "--env", args.env, "--comparisons", str(n),
-                           "--seeds", str(seed), "--timesteps", str(steps),
-                           "--imitation-fragment-length", str(args.imitation_fragment_length)]
-                    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-                    r = json.loads(out.strip().splitlines()[-1])
+                    r = run_peer(args, n, seed, peer_steps)
                 rows.append({"side": side, "env": args.env, "comparisons": n, "seed": seed, **r})
                 print(json.dumps(rows[-1]), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+                out_path.parent.mkdir(parents=True, exist_ok=True)
+                out_path.write_text(json.dumps(rows, indent=2) + "\n")  # after every run: partial results survive
     print("\n".join(summarize(rows)))
+
+
+def run_peer(args: argparse.Namespace, comparisons: int, seed: int, steps: int) -> dict:
+    """One imitation run in its own venv (a subprocess)."""
+    cmd = [args.imitation_python, str(HERE), "--worker", "--env", args.env, "--comparisons", str(comparisons),
+           "--seeds", str(seed), "--timesteps", str(steps),
+           "--imitation-fragment-length", str(args.imitation_fragment_length)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"imitation run failed (seed {seed}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -55,8 +55,8 @@ def run_train(cfg: ControlConfig) -> dict:
     from rlhfkit.control.agent import random_returns
     from rlhfkit.control.envs import make_env
 
-    with MetricsLogger(run.path, cfg.log) as metrics:
-        res = train_preference_rl(cfg, labeler, metrics)
+    with MetricsLogger(run.path, cfg.log, resume=cfg.resume) as metrics:
+        res = train_preference_rl(cfg, labeler, metrics, run_dir=run.path)
         rand = random_returns(make_env(cfg.env), 50, seed=30_000 + cfg.seed)
         base = train_true_reward(cfg, res["algo"], res["env_steps"]) if cfg.baseline else None
     final = res["final_returns"]

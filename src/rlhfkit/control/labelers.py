@@ -71,3 +71,11 @@ class SyntheticLabeler:
 
     def pending(self) -> int:
         return 0
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps: the answer generator and answers not yet handed over."""
+        return {"rng": self.rng.bit_generator.state, "ready": list(self._ready)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self._ready = list(state["ready"])

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from rlhfkit.config import F, RunConfig
 from rlhfkit.control import agent as agent_lib
+from rlhfkit.control import checkpoint as ckpt_lib
 from rlhfkit.control.envs import SpaceInfo, absorbing_features, make_env, space_info
 from rlhfkit.control.labelers import Labeler
 from rlhfkit.control.queries import Query, select_queries
@@ -102,6 +104,7 @@ class Learner:
     rng: np.random.Generator
     data: Dataset = field(default_factory=Dataset)
     recent: list[Trajectory] = field(default_factory=list)
+    schedule: list[int] = field(default_factory=list)  # comparisons to ask at round 0 .. rounds
     asked: int = 0
     can_terminate: bool = False
 
@@ -162,49 +165,75 @@ def make_labeler(cfg: ControlConfig, out_dir: str | None) -> Labeler:
     raise UserError(f"--labeler {cfg.labeler!r}: use synthetic or web")
 
 
-def train_preference_rl(cfg: ControlConfig, labeler: Labeler, metrics: MetricsLogger | None = None) -> dict:
-    """Run the loop; returns the agent, the learner and the curve of true return vs comparisons."""
+def _first_round(cfg: ControlConfig, learner: Learner) -> None:
+    """Round 0: comparisons about random-policy episodes, before the agent trains."""
+    learner.remember(random_rollouts(make_env(cfg.env), cfg.initial_random_steps, cfg.seed + 7))
+    learner.ask(learner.schedule[0])
+    learner.absorb_answers(wait=True)
+    learner.refit()
+
+
+def _round(i: int, learner: Learner, agent, rec: EpisodeRecorder, eval_env, per_round: int,
+           metrics: MetricsLogger | None) -> dict:
+    """Round i >= 1: the agent learns, new comparisons are asked and fitted, the policy is evaluated."""
+    cfg = learner.cfg
+    agent.learn(per_round, reset_num_timesteps=False)
+    learner.remember(rec.pop_episodes())
+    learner.ask(learner.schedule[i])
+    learner.absorb_answers(wait=cfg.labeler != "synthetic" and learner.labeler.pending() > 0)
+    m = learner.refit()
+    agent_lib.relabel(agent, learner.info, learner.ensemble)
+    ret = agent_lib.evaluate(agent, eval_env, cfg.eval_episodes, seed=10_000 + cfg.seed * 100)
+    point = {"comparisons": len(learner.data.mu), "env_steps": rec.total_steps + cfg.initial_random_steps,
+             "true_return_mean": float(ret.mean()), "true_return_std": float(ret.std())}
+    log.info("round %d: %d comparisons, true return %.1f", i, point["comparisons"], ret.mean())
+    if metrics is not None:
+        metrics.log({**{f"train/{k}": v for k, v in m.items()}, **{f"eval/{k}": v for k, v in point.items()}},
+                    step=point["env_steps"])
+    return point
+
+
+def train_preference_rl(cfg: ControlConfig, labeler: Labeler, metrics: MetricsLogger | None = None,
+                        run_dir: str | Path | None = None) -> dict:
+    """Run the loop; returns the agent, the learner and the curve of true return vs comparisons.
+    With `run_dir`, a checkpoint is written after every round (`control/checkpoint.py`), and
+    with `cfg.resume` the run continues after the newest one found there."""
     torch.set_num_threads(1)
     env = make_env(cfg.env)
     info = space_info(env, cfg.env)
     algo = agent_lib.pick_algo(cfg.algo, info)
     timesteps = cfg.timesteps or agent_lib.DEFAULT_TIMESTEPS[algo]
-    rng = np.random.default_rng(cfg.seed)
     ens = RewardEnsemble(info.feature_dim, cfg.ensemble, cfg.hidden, cfg.reward_lr, cfg.l2, cfg.noise, cfg.seed)
-    learner = Learner(cfg, info, ens, labeler, rng)
-    schedule = comparison_schedule(cfg.comparisons, cfg.rounds, cfg.schedule_decay)
+    learner = Learner(cfg, info, ens, labeler, np.random.default_rng(cfg.seed),
+                      schedule=comparison_schedule(cfg.comparisons, cfg.rounds, cfg.schedule_decay))
     eval_env = make_env(cfg.env)
-    t0 = time.time()
-
-    learner.remember(random_rollouts(make_env(cfg.env), cfg.initial_random_steps, cfg.seed + 7))
-    learner.ask(schedule[0])
-    learner.absorb_answers(wait=True)
-    learner.refit()
     rec = EpisodeRecorder(env, seed=cfg.seed + 11, reward_fn=learner.reward_fn)
-    agent = agent_lib.make_agent(algo, rec, cfg.seed)
+    ckpt = ckpt_lib.latest_round(run_dir) if cfg.resume and run_dir is not None else None
+    t0 = time.time()
+    if ckpt is None:
+        if cfg.resume:
+            log.info("--resume: no checkpoint in %s, starting from the beginning", run_dir)
+        _first_round(cfg, learner)
+        agent = agent_lib.make_agent(algo, rec, cfg.seed)
+        first, curve, spent = 1, [], 0.0
+        if run_dir is not None:
+            ckpt_lib.save_round(run_dir, 0, learner, agent, rec, curve, time.time() - t0)
+    else:
+        state = ckpt_lib.load_round(ckpt, learner)
+        ckpt_lib.restore_recorder(rec, state)
+        agent = ckpt_lib.load_agent(ckpt, algo, rec)
+        first, curve, spent = state["round"] + 1, list(state["curve"]), float(state["elapsed_s"])
     per_round = int(np.ceil(timesteps / cfg.rounds))
-    curve = []
-    for i in progress(range(1, cfg.rounds + 1), desc="preference RL"):
-        agent.learn(per_round, reset_num_timesteps=False)
-        learner.remember(rec.pop_episodes())
-        learner.ask(schedule[i])
-        learner.absorb_answers(wait=cfg.labeler != "synthetic" and learner.labeler.pending() > 0)
-        m = learner.refit()
-        agent_lib.relabel(agent, info, learner.ensemble)
-        ret = agent_lib.evaluate(agent, eval_env, cfg.eval_episodes, seed=10_000 + cfg.seed * 100)
-        point = {"comparisons": len(learner.data.mu), "env_steps": rec.total_steps + cfg.initial_random_steps,
-                 "true_return_mean": float(ret.mean()), "true_return_std": float(ret.std())}
-        curve.append(point)
-        log.info("round %d: %d comparisons, true return %.1f", i, point["comparisons"], ret.mean())
-        if metrics is not None:
-            metrics.log({**{f"train/{k}": v for k, v in m.items()}, **{f"eval/{k}": v for k, v in point.items()}},
-                        step=point["env_steps"])
+    for i in progress(range(first, cfg.rounds + 1), desc="preference RL"):
+        curve.append(_round(i, learner, agent, rec, eval_env, per_round, metrics))
+        if run_dir is not None:
+            ckpt_lib.save_round(run_dir, i, learner, agent, rec, curve, spent + time.time() - t0)
     # Answers that came in after the last refit still count as asked-for comparisons.
     final = agent_lib.evaluate(agent, eval_env, max(cfg.eval_episodes, 20), seed=20_000 + cfg.seed * 100)
     held_out = random_rollouts(make_env(cfg.env), 2000, cfg.seed + 99) + learner.recent
     return {"agent": agent, "learner": learner, "curve": curve, "final_returns": final, "algo": algo,
             "timesteps": timesteps, "env_steps": rec.total_steps + cfg.initial_random_steps,
-            "reward_correlation": reward_correlation(learner, held_out), "wall_s": time.time() - t0}
+            "reward_correlation": reward_correlation(learner, held_out), "wall_s": spent + time.time() - t0}
 
 
 def train_true_reward(cfg: ControlConfig, algo: str, env_steps: int) -> dict:

@@ -81,3 +81,11 @@ class WebLabeler:
 
     def pending(self) -> int:
         return len(self._waiting)
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps: the outstanding queries by their item id in the store, so a
+        resumed run still collects the answers given to them (answers live in the store)."""
+        return {"waiting": dict(self._waiting)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._waiting = dict(state["waiting"])
