@@ -83,3 +83,29 @@ def test_resume_without_checkpoint_starts_over(tmp_path) -> None:
     assert ckpt_lib.latest_round(tmp_path) is None
     (tmp_path / "checkpoints" / "round-4").mkdir(parents=True)  # incomplete: no state.pt
     assert ckpt_lib.latest_round(tmp_path) is None
+
+
+@pytest.mark.timeout(120)
+def test_off_policy_agent_resumes_with_its_replay_buffer(tmp_path, monkeypatch) -> None:
+    from rlhfkit.control.labelers import SyntheticLabeler
+    from rlhfkit.control.loop import train_preference_rl
+
+    cfg = ControlConfig(env="Pendulum-v1", comparisons=6, timesteps=400, rounds=2, initial_random_steps=200,
+                        reward_steps=5, eval_episodes=1, baseline=False, seed=0)
+    real_save = ckpt_lib.save_round
+
+    def save_then_stop(out, round_idx, *args, **kwargs):
+        real_save(out, round_idx, *args, **kwargs)
+        if round_idx == 1:
+            raise Stop
+
+    monkeypatch.setattr(ckpt_lib, "save_round", save_then_stop)
+    with pytest.raises(Stop):
+        train_preference_rl(cfg, SyntheticLabeler(seed=1), run_dir=tmp_path)
+    assert (tmp_path / "checkpoints" / "round-1" / "replay_buffer.pkl").exists()
+    monkeypatch.setattr(ckpt_lib, "save_round", real_save)
+    res = train_preference_rl(dataclasses.replace(cfg, resume=True), SyntheticLabeler(seed=1), run_dir=tmp_path)
+    buf = res["agent"].replay_buffer
+    assert buf.pos == res["agent"].num_timesteps == 400  # round 1's 200 transitions were kept, round 2 added 200
+    assert len(res["curve"]) == 2
+    assert len(res["learner"].data.mu) == 6
