@@ -71,17 +71,25 @@ def test_resume_with_other_settings_is_a_user_error(tmp_path, monkeypatch) -> No
         raise Stop
 
     monkeypatch.setattr(ckpt_lib, "save_round", save_then_stop)
+    stale = tmp_path / "checkpoints" / "round-9"  # left by an earlier run in the same --out
+    stale.mkdir(parents=True)
+    (stale / ckpt_lib.STATE_FILE).write_bytes(b"")
     with pytest.raises(Stop):
-        run_train(small_config(tmp_path))
+        run_train(small_config(tmp_path))  # a fresh start (no --resume) drops the old checkpoints
+    assert ckpt_lib.latest_round(tmp_path).name == "round-0"
     monkeypatch.setattr(ckpt_lib, "save_round", real_save)
     other = dataclasses.replace(small_config(tmp_path), comparisons=30, resume=True)
     with pytest.raises(UserError, match="comparisons: 20 then, 30 now"):
         run_train(other)
 
 
-def test_resume_without_checkpoint_starts_over(tmp_path) -> None:
+def test_incomplete_or_missing_checkpoints_are_not_resumed(tmp_path) -> None:
     assert ckpt_lib.latest_round(tmp_path) is None
     (tmp_path / "checkpoints" / "round-4").mkdir(parents=True)  # incomplete: no state.pt
+    assert ckpt_lib.latest_round(tmp_path) is None
+    (tmp_path / "checkpoints" / "round-4" / ckpt_lib.STATE_FILE).write_bytes(b"")
+    assert ckpt_lib.latest_round(tmp_path).name == "round-4"
+    ckpt_lib.clear(tmp_path)  # what a fresh (not --resume) run does first
     assert ckpt_lib.latest_round(tmp_path) is None
 
 

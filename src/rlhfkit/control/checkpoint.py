@@ -53,6 +53,11 @@ def latest_round(out: str | Path) -> Path | None:
     return max(done, key=lambda p: int(p.name[6:])) if done else None
 
 
+def clear(out: str | Path) -> None:
+    """Remove the checkpoints of an earlier run in OUT (a fresh start must not resume from them)."""
+    shutil.rmtree(checkpoint_dir(out), ignore_errors=True)
+
+
 def _config_fields(cfg: Any) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _FREE_FIELDS}
 

@@ -213,6 +213,8 @@ def train_preference_rl(cfg: ControlConfig, labeler: Labeler, metrics: MetricsLo
     if ckpt is None:
         if cfg.resume:
             log.info("--resume: no checkpoint in %s, starting from the beginning", run_dir)
+        if run_dir is not None:
+            ckpt_lib.clear(run_dir)
         _first_round(cfg, learner)
         agent = agent_lib.make_agent(algo, rec, cfg.seed)
         first, curve, spent = 1, [], 0.0
