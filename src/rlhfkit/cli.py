@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "rlhfkit.control.commands",
     "rlhfkit.aggregation.commands",
     "rlhfkit.imitation.commands_irl",
+    "rlhfkit.commands_plan",
 ]
 
 
