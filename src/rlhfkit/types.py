@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import TypeVar
 
 import torch
+
+B = TypeVar("B")
+
+
+def batch_to(batch: B, device: torch.device | str) -> B:
+    """The same frozen batch with every tensor field on `device`."""
+    return replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in fields(batch)  # type: ignore[arg-type]
+                             if isinstance(getattr(batch, f.name), torch.Tensor)})
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -17,11 +18,12 @@ from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
 from rlhfkit.feedback.records import Comparison, Ranking, expand_to_comparisons
-from rlhfkit.lm.data import preference_batch, sequence_logprob
+from rlhfkit.lm.data import EncodedPreference, collate_preferences, encode_preferences, sequence_logprob
 from rlhfkit.lm.models import LoRAConfig, load_policy, merged, save_model, with_lora
 from rlhfkit.logging import MetricsLogger, get_logger, progress
 from rlhfkit.ops.losses import LossOutput, dpo
 from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.types import PreferenceBatch, batch_to
 
 log = get_logger(__name__)
 
@@ -38,17 +40,48 @@ class DPOConfig(RunConfig):
     lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters (off by default); final/ holds the merged model")
 
 
+def pair_sequence_logprobs(model, b: PreferenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(y_c|x) and log pi(y_r|x), (B,) each, from one forward over both halves."""
+    T = max(b.chosen_ids.shape[1], b.rejected_ids.shape[1])
+
+    def pad(x: torch.Tensor, value: int = 0) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (0, T - x.shape[1]), value=value)  # (B, T)
+
+    ids = torch.cat([pad(b.chosen_ids), pad(b.rejected_ids)])  # (2B, T); pad ids are masked out
+    att = torch.cat([pad(b.chosen_attention), pad(b.rejected_attention)])
+    resp = torch.cat([pad(b.chosen_response_mask), pad(b.rejected_response_mask)])
+    lp = sequence_logprob(model, ids, att, resp)  # (2B,)
+    n = b.chosen_ids.shape[0]
+    return lp[:n], lp[n:]
+
+
 @torch.no_grad()
-def pair_logprobs(model, tok, pairs: list[Comparison], max_len: int, batch_size: int = 64,
-                  desc: str = "reference log-probs") -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed response log-probs of chosen and rejected, (N,) each."""
+def pair_logprobs(model, tok, pairs: list[Comparison] | list[EncodedPreference], max_len: int,
+                  batch_size: int = 64, desc: str = "reference log-probs") -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed response log-probs of chosen and rejected, (N,) each (on the CPU)."""
     model.eval()
+    enc = pairs if pairs and isinstance(pairs[0], EncodedPreference) else encode_preferences(tok, pairs, max_len)
     lc, lr = [], []
-    for i in progress(range(0, len(pairs), batch_size), desc=desc):
-        b = preference_batch(tok, pairs[i: i + batch_size], max_len)
-        lc.append(sequence_logprob(model, b.chosen_ids, b.chosen_attention, b.chosen_response_mask))
-        lr.append(sequence_logprob(model, b.rejected_ids, b.rejected_attention, b.rejected_response_mask))
-    return torch.cat(lc), torch.cat(lr)
+    for i in progress(range(0, len(enc), batch_size), desc=desc):
+        b = batch_to(collate_preferences(enc[i: i + batch_size], tok.pad_token_id), model.device)
+        c, r = pair_sequence_logprobs(model, b)
+        lc.append(c.float().cpu())
+        lr.append(r.float().cpu())
+    return (torch.cat(lc), torch.cat(lr)) if lc else (torch.zeros(0), torch.zeros(0))
+
+
+def dpo_loss_fn(model, tok, train: list[Comparison], ref_c: torch.Tensor, ref_r: torch.Tensor, beta: float,
+                max_len: int, encoded: list[EncodedPreference] | None = None) -> Callable[[list[int]], LossOutput]:
+    """The DPO loss of a batch of `train` indices against precomputed reference log-probs."""
+    enc = encoded if encoded is not None else encode_preferences(tok, train, max_len)
+
+    def loss_fn(idx: list[int]) -> LossOutput:
+        b = batch_to(collate_preferences([enc[i] for i in idx], tok.pad_token_id), model.device)
+        pc, pr = pair_sequence_logprobs(model, b)
+        i = torch.tensor(idx)
+        dev = pc.device
+        return dpo(pc, pr, ref_c[i].to(dev), ref_r[i].to(dev), beta, target=b.target, weights=b.weight)
+    return loss_fn
 
 
 def run(cfg: DPOConfig) -> dict:
@@ -65,22 +98,17 @@ def run(cfg: DPOConfig) -> dict:
     model, tok = load_policy(cfg.policy)
     # LoRA's B starts at zero, so the adapted model is still the reference here.
     model = with_lora(model, cfg.lora)
-    ref_c, ref_r = pair_logprobs(model, tok, train, cfg.max_len)
+    enc = encode_preferences(tok, train, cfg.max_len)
+    ref_c, ref_r = pair_logprobs(model, tok, enc, cfg.max_len)
     model.train()
-
-    def loss_fn(idx: list[int]) -> LossOutput:
-        b = preference_batch(tok, [train[i] for i in idx], cfg.max_len)
-        pc = sequence_logprob(model, b.chosen_ids, b.chosen_attention, b.chosen_response_mask)
-        pr = sequence_logprob(model, b.rejected_ids, b.rejected_attention, b.rejected_response_mask)
-        i = torch.tensor(idx)
-        return dpo(pc, pr, ref_c[i], ref_r[i], cfg.beta, target=b.target, weights=b.weight)
+    loss_fn = dpo_loss_fn(model, tok, train, ref_c, ref_r, cfg.beta, cfg.max_len, encoded=enc)
 
     with MetricsLogger(run_dir.path if is_main_process() else None, cfg.log, resume=cfg.resume) as logger:
         steps = fit(run_dir, model, tok, len(train), loss_fn, cfg.optim, cfg.seed, logger, "dpo",
                     resume=cfg.resume, device=cfg.device)
         acc = None
         if test:
-            ref = load_policy(cfg.policy)[0]
+            ref = load_policy(cfg.policy)[0].to(model.device)
             tc, tr = pair_logprobs(model, tok, test, cfg.max_len, desc="held-out log-probs")
             rc, rr = pair_logprobs(ref, tok, test, cfg.max_len, desc="held-out reference")
             acc = ((tc - rc) > (tr - rr)).float().mean().item()

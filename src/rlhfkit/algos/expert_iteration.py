@@ -19,6 +19,7 @@ from rlhfkit.lm.sampling import load_prompts
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import sft_nll
 from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.types import batch_to
 
 log = get_logger(__name__)
 
@@ -62,7 +63,7 @@ def run(cfg: ExpertIterationConfig) -> dict:
                      cfg.n, rounds[-1]["best_score"])
 
             def loss_fn(idx: list[int], demos: list[Demonstration] = demos):
-                b = sft_batch(tok, [demos[i] for i in idx], cfg.max_len)
+                b = batch_to(sft_batch(tok, [demos[i] for i in idx], cfg.max_len), policy.device)
                 return sft_nll(token_logprobs(policy, b.input_ids, b.attention_mask), b.loss_mask[:, 1:])
 
             fit(RunDir(run_dir.path / f"round-{r}"), policy, tok, len(demos), loss_fn, cfg.optim, cfg.seed + r,

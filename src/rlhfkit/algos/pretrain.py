@@ -66,15 +66,13 @@ def run(cfg: PretrainConfig) -> dict:
         model = build_tiny_gpt(cfg.model, tok)
         block = cfg.model.n_positions
     blocks = lm_blocks(tok, train_docs, block)
-    ones = torch.ones_like(blocks[:1, 1:])
     log.info("pretrain: %d documents, %d tokens in %d blocks of %d; %.2fM parameters", len(train_docs),
              blocks.numel(), len(blocks), block, sum(p.numel() for p in model.parameters()) / 1e6)
-    device = next(model.parameters()).device
 
     def loss_fn(idx: list[int]):
-        ids = blocks[idx].to(device)  # (B, T)
+        ids = blocks[idx].to(model.device)  # (B, T); the model is on the accelerator's device by now
         lp = token_logprobs(model, ids, torch.ones_like(ids))  # (B, T-1)
-        return sft_nll(lp, ones.expand_as(lp))
+        return sft_nll(lp, torch.ones_like(lp))
 
     with MetricsLogger(run_dir.path, cfg.log, resume=cfg.resume) as logger:
         steps = fit(run_dir, model, tok, len(blocks), loss_fn, cfg.optim, cfg.seed, logger, "pretrain",
@@ -96,7 +94,7 @@ def evaluate_nll(model, tok, docs: list[str], block: int, batch_size: int = 32) 
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(blocks), batch_size):
-        ids = blocks[i: i + batch_size]
+        ids = blocks[i: i + batch_size].to(model.device)
         lp = token_logprobs(model, ids, torch.ones_like(ids))
         total += -lp.sum().item()
         count += lp.numel()

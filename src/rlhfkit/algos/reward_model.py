@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 
@@ -26,7 +26,7 @@ from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
 from rlhfkit.feedback.records import Comparison, Ranking, Rating, expand_to_comparisons
-from rlhfkit.lm.data import encode_pair, pad_right, preference_batch
+from rlhfkit.lm.data import encode_pairs, encode_preferences, pad_right
 from rlhfkit.lm.models import (
     LoRAConfig,
     merged,
@@ -70,9 +70,9 @@ def score(model, tok, prompts: Sequence[str], responses: Sequence[str], max_len:
     model.eval()
     out = []
     for i in range(0, len(prompts), batch_size):
-        enc = [encode_pair(tok, p, r, max_len)[0] for p, r in zip(prompts[i:i + batch_size], responses[i:i + batch_size])]
-        ids, att = pad_right(enc, tok.pad_token_id)
-        out.append(model(input_ids=ids, attention_mask=att).logits[:, 0].float())
+        enc = encode_pairs(tok, prompts[i:i + batch_size], responses[i:i + batch_size], max_len)
+        ids, att = pad_right([e[0] for e in enc], tok.pad_token_id)
+        out.append(model(input_ids=ids.to(model.device), attention_mask=att.to(model.device)).logits[:, 0].float().cpu())
     model.train()
     return torch.cat(out) if out else torch.zeros(0)
 
@@ -119,27 +119,31 @@ def _gold_for(cfg: RMConfig, prompts: Sequence[str]) -> GoldScorer | None:
     return None
 
 
-def _bt_loss(model, tok, train: list[Comparison], max_len: int):
+def bt_loss_fn(model, tok, train: list[Comparison], max_len: int) -> Callable[[list[int]], LossOutput]:
+    """The Bradley-Terry loss of a batch of `train` indices. The pairs are tokenized once, here;
+    each step pads its chosen and rejected sequences together and scores them in one forward."""
+    enc = encode_preferences(tok, train, max_len)
+
     def loss_fn(idx: list[int]) -> LossOutput:
-        b = preference_batch(tok, [train[i] for i in idx], max_len)
-        T = max(b.chosen_ids.shape[1], b.rejected_ids.shape[1])
-        pad = tok.pad_token_id
-        ids = torch.cat([torch.nn.functional.pad(b.chosen_ids, (0, T - b.chosen_ids.shape[1]), value=pad),
-                         torch.nn.functional.pad(b.rejected_ids, (0, T - b.rejected_ids.shape[1]), value=pad)])
-        att = torch.cat([torch.nn.functional.pad(b.chosen_attention, (0, T - b.chosen_attention.shape[1])),
-                         torch.nn.functional.pad(b.rejected_attention, (0, T - b.rejected_attention.shape[1]))])
-        r = model(input_ids=ids, attention_mask=att).logits[:, 0]  # (2B,)
+        batch = [enc[i] for i in idx]
+        ids, att = pad_right([e.chosen[0] for e in batch] + [e.rejected[0] for e in batch], tok.pad_token_id)
+        dev = model.device
+        r = model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits[:, 0]  # (2B,)
         n = len(idx)
-        return bradley_terry(r[:n], r[n:], target=b.target, weights=b.weight)
+        target = torch.tensor([e.target for e in batch], device=dev)
+        weight = torch.tensor([e.weight for e in batch], device=dev)
+        return bradley_terry(r[:n], r[n:], target=target, weights=weight)
     return loss_fn
 
 
-def _ratings_loss(model, tok, train: list[Rating], max_len: int):
+def ratings_loss_fn(model, tok, train: list[Rating], max_len: int) -> Callable[[list[int]], LossOutput]:
+    enc = encode_pairs(tok, [r.prompt for r in train], [r.response for r in train], max_len)
+
     def loss_fn(idx: list[int]) -> LossOutput:
-        enc = [encode_pair(tok, train[i].prompt, train[i].response, max_len)[0] for i in idx]
-        ids, att = pad_right(enc, tok.pad_token_id)
-        pred = model(input_ids=ids, attention_mask=att).logits[:, 0]  # (B,)
-        return rating_regression(pred, torch.tensor([train[i].score for i in idx], dtype=torch.float32))
+        ids, att = pad_right([enc[i][0] for i in idx], tok.pad_token_id)
+        dev = model.device
+        pred = model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits[:, 0]  # (B,)
+        return rating_regression(pred, torch.tensor([train[i].score for i in idx], dtype=torch.float32, device=dev))
     return loss_fn
 
 
@@ -177,10 +181,10 @@ def run(cfg: RMConfig) -> dict:
     model = with_lora(model, cfg.lora, task="SEQ_CLS")
     if cfg.objective == "ratings":
         train, held = list(train_recs), _rating_pairs(held_recs)  # type: ignore[arg-type]
-        loss_fn = _ratings_loss(model, tok, train, cfg.max_len)
+        loss_fn = ratings_loss_fn(model, tok, train, cfg.max_len)
     else:
         train, held = expand_to_comparisons(train_recs), expand_to_comparisons(held_recs)
-        loss_fn = _bt_loss(model, tok, train, cfg.max_len)
+        loss_fn = bt_loss_fn(model, tok, train, cfg.max_len)
     gold = _gold_for(cfg, [r.prompt for r in records])
     log.info("rm: %d training %s, %d held-out pairs; gold scorer: %s", len(train),
              "ratings" if cfg.objective == "ratings" else "pairs", len(held), "yes" if gold else "no")

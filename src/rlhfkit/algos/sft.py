@@ -13,12 +13,13 @@ from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
 from rlhfkit.feedback.records import Demonstration
-from rlhfkit.lm.data import sft_batch, token_logprobs
+from rlhfkit.lm.data import collate_sft, encode_demonstrations, sft_batch, token_logprobs
 from rlhfkit.lm.models import LoRAConfig, load_policy, merged, save_model, with_lora
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import sft_nll
 from rlhfkit.runtime import RunDir, seed_everything
 from rlhfkit.tasks.reviews import ReviewTask
+from rlhfkit.types import batch_to
 
 log = get_logger(__name__)
 
@@ -46,7 +47,7 @@ def demo_nll(model, tok, demos: list[Demonstration], max_len: int, batch_size: i
     total, count = 0.0, 0.0
     with torch.no_grad():
         for i in range(0, len(demos), batch_size):
-            b = sft_batch(tok, demos[i: i + batch_size], max_len)
+            b = batch_to(sft_batch(tok, demos[i: i + batch_size], max_len), model.device)
             lp = token_logprobs(model, b.input_ids, b.attention_mask)
             m = b.loss_mask[:, 1:].to(lp.dtype)
             total += -(lp * m).sum().item()
@@ -67,8 +68,10 @@ def run(cfg: SFTConfig) -> dict:
     n_held = int(len(demos) * cfg.heldout_frac)
     held, train = demos[:n_held], demos[n_held:]
 
+    enc = encode_demonstrations(tok, train, cfg.max_len)
+
     def loss_fn(idx: list[int]):
-        b = sft_batch(tok, [train[i] for i in idx], cfg.max_len)
+        b = batch_to(collate_sft([enc[i] for i in idx], tok.pad_token_id), model.device)
         lp = token_logprobs(model, b.input_ids, b.attention_mask)  # (B, T-1)
         return sft_nll(lp, b.loss_mask[:, 1:])
 

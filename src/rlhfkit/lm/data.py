@@ -7,7 +7,9 @@ real tokens (`attention`) and response tokens (`response`, EOS included).
 
 from __future__ import annotations
 
+import inspect
 import random
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
@@ -18,17 +20,34 @@ from rlhfkit.ops.logprobs import response_logprobs
 from rlhfkit.types import PreferenceBatch, SFTBatch
 
 
-def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, max_len: int
-                ) -> tuple[list[int], int]:
-    """-> (ids, index of the first response token). Long prompts lose their start,
-    long responses their end (the EOS then is dropped, as the text was cut)."""
-    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+def _fit(p: list[int], r: list[int], max_len: int) -> tuple[list[int], int]:
+    """Cut prompt ids `p` and response ids `r` (EOS included) to `max_len`: long prompts lose
+    their start, long responses their end (the EOS then is dropped, as the text was cut)."""
     max_prompt = max(1, max_len // 2)
     if len(p) + len(r) > max_len and len(p) > max_prompt:
         p = p[-max(max_prompt, max_len - len(r)):]
     r = r[: max(1, max_len - len(p))]
     return p + r, len(p)
+
+
+def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, max_len: int
+                ) -> tuple[list[int], int]:
+    """-> (ids, index of the first response token)."""
+    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return _fit(p, r, max_len)
+
+
+def encode_pairs(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], responses: Sequence[str],
+                 max_len: int) -> list[tuple[list[int], int]]:
+    """`encode_pair` for many pairs in two batched tokenizer calls (the Rust tokenizer runs them
+    in parallel); the same ids as pair by pair."""
+    if not prompts:
+        return []
+    ps = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    rs = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    return [_fit(p, r + [eos], max_len) for p, r in zip(ps, rs)]
 
 
 def pad_right(seqs: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,24 +65,52 @@ def _response_mask(starts: Sequence[int], att: torch.Tensor) -> torch.Tensor:
     return ((pos >= torch.tensor(starts).unsqueeze(1)) & att.bool()).long()  # (B, T)
 
 
+@dataclass(frozen=True)
+class EncodedPreference:
+    """A comparison tokenized once, before training: both sequences and where responses start."""
+
+    chosen: tuple[list[int], int]
+    rejected: tuple[list[int], int]
+    target: float
+    weight: float
+
+
+def encode_demonstrations(tokenizer: PreTrainedTokenizerBase, demos: Sequence[Demonstration], max_len: int
+                          ) -> list[tuple[list[int], int]]:
+    return encode_pairs(tokenizer, [d.prompt for d in demos], [d.response for d in demos], max_len)
+
+
+def collate_sft(encoded: Sequence[tuple[list[int], int]], pad_id: int) -> SFTBatch:
+    ids, att = pad_right([e[0] for e in encoded], pad_id)
+    return SFTBatch(ids, att, _response_mask([e[1] for e in encoded], att))
+
+
 def sft_batch(tokenizer: PreTrainedTokenizerBase, demos: Sequence[Demonstration], max_len: int) -> SFTBatch:
-    enc = [encode_pair(tokenizer, d.prompt, d.response, max_len) for d in demos]
-    ids, att = pad_right([e[0] for e in enc], tokenizer.pad_token_id)
-    return SFTBatch(ids, att, _response_mask([e[1] for e in enc], att))
+    return collate_sft(encode_demonstrations(tokenizer, demos, max_len), tokenizer.pad_token_id)
+
+
+def encode_preferences(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Comparison], max_len: int
+                       ) -> list[EncodedPreference]:
+    prompts = [x.prompt for x in pairs]
+    c = encode_pairs(tokenizer, prompts, [x.chosen for x in pairs], max_len)
+    r = encode_pairs(tokenizer, prompts, [x.rejected for x in pairs], max_len)
+    return [EncodedPreference(ci, ri, x.target, x.weight) for ci, ri, x in zip(c, r, pairs)]
+
+
+def collate_preferences(encoded: Sequence[EncodedPreference], pad_id: int) -> PreferenceBatch:
+    c_ids, c_att = pad_right([e.chosen[0] for e in encoded], pad_id)
+    r_ids, r_att = pad_right([e.rejected[0] for e in encoded], pad_id)
+    return PreferenceBatch(
+        c_ids, c_att, _response_mask([e.chosen[1] for e in encoded], c_att),
+        r_ids, r_att, _response_mask([e.rejected[1] for e in encoded], r_att),
+        target=torch.tensor([e.target for e in encoded], dtype=torch.float32),
+        weight=torch.tensor([e.weight for e in encoded], dtype=torch.float32),
+    )
 
 
 def preference_batch(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Comparison], max_len: int
                      ) -> PreferenceBatch:
-    c = [encode_pair(tokenizer, x.prompt, x.chosen, max_len) for x in pairs]
-    r = [encode_pair(tokenizer, x.prompt, x.rejected, max_len) for x in pairs]
-    c_ids, c_att = pad_right([e[0] for e in c], tokenizer.pad_token_id)
-    r_ids, r_att = pad_right([e[0] for e in r], tokenizer.pad_token_id)
-    return PreferenceBatch(
-        c_ids, c_att, _response_mask([e[1] for e in c], c_att),
-        r_ids, r_att, _response_mask([e[1] for e in r], r_att),
-        target=torch.tensor([x.target for x in pairs], dtype=torch.float32),
-        weight=torch.tensor([x.weight for x in pairs], dtype=torch.float32),
-    )
+    return collate_preferences(encode_preferences(tokenizer, pairs, max_len), tokenizer.pad_token_id)
 
 
 def lm_blocks(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], block: int) -> torch.Tensor:
@@ -95,11 +142,28 @@ def token_logprobs(model: PreTrainedModel, ids: torch.Tensor, attention: torch.T
     return response_logprobs(logits, ids[:, 1:])
 
 
+def _keeps_logits(model: PreTrainedModel) -> bool:
+    """Whether the model's forward takes `logits_to_keep` (transformers' causal LMs do)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(type(base).forward).parameters
+
+
 def sequence_logprob(model: PreTrainedModel, ids: torch.Tensor, attention: torch.Tensor,
                      response_mask: torch.Tensor) -> torch.Tensor:
-    """Summed log-prob of the response tokens: log pi(y|x), (B,)."""
-    lp = token_logprobs(model, ids, attention)  # (B, T-1)
-    return (lp * response_mask[:, 1:].to(lp.dtype)).sum(-1)
+    """Summed log-prob of the response tokens: log pi(y|x), (B,).
+
+    Only positions from the earliest response token on need logits; with the prompt half of
+    the sequence, skipping the rest halves the LM head, the largest matmul of a small model."""
+    T = ids.shape[1]
+    starts = torch.where(response_mask.bool().any(-1), response_mask.long().argmax(-1), T - 1)  # (B,)
+    s0 = max(1, int(starts.min()))
+    if not _keeps_logits(model):
+        lp = token_logprobs(model, ids, attention)  # (B, T-1)
+        return (lp * response_mask[:, 1:].to(lp.dtype)).sum(-1)
+    out = model(input_ids=ids, attention_mask=attention, position_ids=position_ids(attention),
+                logits_to_keep=T - s0 + 1)
+    lp = response_logprobs(out.logits[:, :-1], ids[:, s0:])  # (B, T - s0): predicts ids[:, s0:]
+    return (lp * response_mask[:, s0:].to(lp.dtype)).sum(-1)
 
 
 def minibatches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True) -> Iterator[list[int]]:
