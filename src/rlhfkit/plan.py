@@ -1,8 +1,8 @@
 """Memory plan: an estimate of the bytes each process needs, computed before any weights load.
 
 Parameters are counted from a model's `config.json` alone (a closed formula for GPT-2 and the
-Llama family: Llama, Mistral, Qwen2, Qwen3), or from the model class built on the meta device
-(`accelerate.init_empty_weights`, no memory) for any other architecture. From the counts:
+Llama family: Llama, Mistral, Qwen2, Qwen3), or from the model class built on torch's meta device
+(no memory) for any other architecture. From the counts:
 
 - a trained model holds its weights, one gradient per trainable parameter, AdamW's two fp32
   moments, and, when the weights are bf16, an fp32 master copy of the trainable ones
@@ -145,11 +145,11 @@ def _llama_shape(c: Any, source: str) -> ModelShape:
 def _meta_shape(c: Any, source: str) -> ModelShape:
     """Count exactly by building the model class on the meta device (no memory is allocated)."""
     import torch
-    from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
 
-    try:
-        with init_empty_weights():
+    try:  # torch's meta device, not accelerate's init_empty_weights, whose hook unties tied weights
+        with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(c)
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{source}: cannot build a causal LM of type {c.model_type!r} to count it ({e})") from e
@@ -158,8 +158,9 @@ def _meta_shape(c: Any, source: str) -> ModelShape:
     head = out_emb.weight.numel() if out_emb is not None and out_emb.weight is not in_emb.weight else 0
     counts: dict[tuple[str, int, int], int] = {}
     for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.Linear) and mod is not out_emb:
-            key = (name.rsplit(".", 1)[-1], mod.in_features, mod.out_features)
+        if isinstance(mod, (torch.nn.Linear, Conv1D)) and mod is not out_emb:
+            i, o = (mod.in_features, mod.out_features) if isinstance(mod, torch.nn.Linear) else mod.weight.shape
+            key = (name.rsplit(".", 1)[-1], int(i), int(o))
             counts[key] = counts.get(key, 0) + 1
     heads = getattr(c, "num_attention_heads", 1)
     hd = getattr(c, "head_dim", None) or c.hidden_size // heads
