@@ -46,8 +46,9 @@ def load_runs(root: Path) -> list[dict]:
 
 def query_table(runs: list[dict]) -> list[str]:
     lines = ["| task | queries | comparisons | seeds | true return, median [min, max] | true-reward RL | "
-             "random policy | fraction of true-reward RL | fraction of the way random -> true-reward RL | bar |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "random policy | fraction of true-reward RL | fraction of the way random -> true-reward RL | bar | "
+             "comparisons when first at the bar's level, per seed |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     groups = sorted({(r["env"], r["query"], r["comparisons"]) for r in runs}, key=lambda g: (g[0], g[2], g[1]))
     for env, query, n in groups:
         sel = sorted((r for r in runs if (r["env"], r["query"], r["comparisons"]) == (env, query, n)),
@@ -59,8 +60,23 @@ def query_table(runs: list[dict]) -> list[str]:
         way = fmt([100 * r["random_to_baseline"] for r in sel], 0, "%") if have_b else "-"
         lines.append(f"| {env} | {query} | {n} | {','.join(str(r['seed']) for r in sel)} | "
                      f"{fmt([r['true_return_mean'] for r in sel])} | {base} | "
-                     f"{fmt([r['random_return_mean'] for r in sel])} | {frac} | {way} | {bar_verdict(env, sel)} |")
+                     f"{fmt([r['random_return_mean'] for r in sel])} | {frac} | {way} | {bar_verdict(env, sel)} | "
+                     f"{', '.join(str(first_at_bar(r) or '-') for r in sel)} |")
     return lines
+
+
+def first_at_bar(r: dict) -> int | None:
+    """Comparisons labeled when the per-round evaluation first reached the issue's level
+    (95% of true-reward RL on CartPole, 90% of the way from random on Pendulum); None: never."""
+    if r["env"] not in BARS or r.get("baseline_true_return_mean") is None:
+        return None
+    b, rnd = r["baseline_true_return_mean"], r["random_return_mean"]
+    for p in r["curve"]:
+        x = p["true_return_mean"]
+        f = x / b if BARS[r["env"]][0] == "of_baseline" else (x - rnd) / (b - rnd)
+        if f >= BARS[r["env"]][2]:
+            return int(p["comparisons"])
+    return None
 
 
 def bar_verdict(env: str, sel: list[dict]) -> str:
