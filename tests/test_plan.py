@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import GPT2Config, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+from transformers import (
+    GPT2Config,
+    LlamaConfig,
+    MistralConfig,
+    Qwen2Config,
+    Qwen3Config,
+)
 
 from rlhfkit.algos.dpo import DPOConfig
 from rlhfkit.algos.ppo import PPOConfig
@@ -18,11 +24,21 @@ from rlhfkit.cli import main
 from rlhfkit.config import ModelConfig
 from rlhfkit.errors import UserError
 from rlhfkit.lm.models import LoRAConfig, build_tiny_gpt, train_tokenizer
-from rlhfkit.plan import (Settings, _meta_shape, activation_bytes, build_plan, kv_cache_bytes, load_shape,
-                          lora_params, shape_from_hf_config, tiny_gpt_shape, trained_rows)
+from rlhfkit.plan import (
+    Settings,
+    _meta_shape,
+    activation_bytes,
+    build_plan,
+    kv_cache_bytes,
+    load_shape,
+    lora_params,
+    shape_from_hf_config,
+    tiny_gpt_shape,
+    trained_rows,
+)
 
-QWEN_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True)
+QWEN_05B = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+            "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True}
 
 
 def _bytes(rows) -> dict[str, int]:
@@ -85,7 +101,7 @@ def test_formula_equals_meta_device_count(config) -> None:
 
 
 def test_bytes_per_strategy_by_hand() -> None:
-    by = lambda **kw: _bytes(trained_rows("m", 1000, 1000, Settings(**kw)))  # noqa: E731
+    by = lambda **kw: _bytes(trained_rows("m", 1000, 1000, Settings(**kw)))
     assert by() == {"m weights": 4000, "m gradients": 4000, "m AdamW moments": 8000}
     assert by(processes=4, strategy="ddp", dtype="bf16") == {
         "m weights": 2000, "m gradients": 2000, "m AdamW moments": 8000, "m fp32 master weights": 4000}
@@ -111,7 +127,7 @@ def test_lora_activation_and_kv_cache_by_hand() -> None:
 
 def test_each_trainer_holds_its_models() -> None:
     s = Settings(processes=2, strategy="zero2", dtype="bf16")
-    comps = lambda plan: {r.component.split(" (")[0] for r in plan.rows}  # noqa: E731
+    comps = lambda plan: {r.component.split(" (")[0] for r in plan.rows}
     ppo, rf = build_plan("ppo", PPOConfig(), s), build_plan("reinforce", ReinforceConfig(), s)
     for plan in (ppo, rf):
         assert {"reference policy weights", "reward model weights", "generation KV cache"} <= comps(plan)

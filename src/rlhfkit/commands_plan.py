@@ -46,8 +46,9 @@ def format_plan(plan: Any) -> str:
     from rlhfkit.plan import human
 
     s = plan.settings
+    gc = "on" if s.gradient_checkpointing else "off"
     lines = [f"memory plan for `{plan.command}`: {s.processes} process(es), strategy {s.strategy}, "
-             f"dtype {s.dtype}, gradient checkpointing {'on' if s.gradient_checkpointing else 'off'}"]
+             + f"dtype {s.dtype}, gradient checkpointing {gc}"]
     for name, m in plan.models.items():
         lines.append(f"  {name}: {m.source} ({m.model_type}, {m.params:,} parameters by {m.method})")
     width = max(len(r.component) for r in plan.rows)

@@ -378,5 +378,5 @@ def build_plan(command: str, cfg: Any, s: Settings) -> Plan:
     plan = _online(command, cfg, s) if command in ("ppo", "reinforce") else _supervised(command, cfg, s)
     for name, shape in plan.models.items():
         if shape.source == "embedded tiny GPT":
-            plan.notes.append(f"no {name} folder given: planned for the embedded tiny GPT (the shape of model.n_layer, n_embd, vocab_size ...)")
+            plan.notes.append(f"no {name} folder given: planned for the embedded tiny GPT (model.* shape)")
     return plan
