@@ -1,26 +1,35 @@
 """Set-up and bookkeeping shared by the online methods (PPO, REINFORCE): configs for
-rollouts and the KL penalty, loading policy / reference / reward model, the
-batch-accounting table, failure-sign warnings, and checkpoint resume."""
+rollouts and the KL penalty, loading policy / reference / reward model onto the
+accelerator's device, the few collectives an `accelerate launch` job needs, the
+batch-accounting table, failure-sign warnings, and checkpoint resume.
+
+Distributed runs: the rollout batch is global; process r samples prompts r, r + W, ...
+of it, so every process sees different prompts. Batch statistics (reward normalization,
+advantage whitening, the KL controller's input, logged metrics) are the global batch's.
+With one process every collective is skipped, so a plain run computes what it always did.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import torch
+from accelerate import Accelerator
 from safetensors.torch import load_file
 
-from rlhfkit.algos.rollout import PromptStream, RewardModel, frozen_copy
+from rlhfkit.algos.rollout import PromptStream, ResponseStats, RewardModel, frozen_copy, response_forward
 from rlhfkit.config import F
 from rlhfkit.errors import UserError
-from rlhfkit.lm.models import load_policy
+from rlhfkit.lm.models import LoRAConfig, load_policy, with_lora
 from rlhfkit.lm.sampling import load_prompts
 from rlhfkit.logging import get_logger
 from rlhfkit.ops.kl import AdaptiveKLController, FixedKLController
 from rlhfkit.runtime import RunDir, load_trainer_state, save_checkpoint
 from rlhfkit.tasks.gold import GoldScorer
 from rlhfkit.tasks.reviews import item_of
+from rlhfkit.types import Rollout
 
 log = get_logger(__name__)
 
@@ -51,17 +60,93 @@ def kl_controller(cfg: KLConfig) -> FixedKLController | AdaptiveKLController:
     return FixedKLController(cfg.beta)
 
 
+class Dist:
+    """This process's place in an `accelerate launch` job, and the collectives the online methods
+    need. Without an accelerator (or with one process) each method returns its input unchanged."""
+
+    def __init__(self, acc: Accelerator | None = None) -> None:
+        self.acc = acc
+        self.rank = acc.process_index if acc is not None else 0
+        self.world = acc.num_processes if acc is not None else 1
+        self.is_main = self.rank == 0
+
+    def reseed(self, seed: int) -> None:
+        """Give each process its own sampling stream (the same prompts' samples would otherwise be
+        drawn with the same noise on every process); nothing changes for a single process."""
+        if self.world > 1:
+            torch.manual_seed(seed * 1000003 + self.rank)
+
+    def shard(self, items: Sequence[Any]) -> list[Any]:
+        """This process's share of a global batch: items rank, rank + W, ..."""
+        return list(items)[self.rank::self.world]
+
+    def sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Elementwise sum over processes (float64 on the wire), back on `x`'s device and dtype."""
+        if self.world == 1:
+            return x
+        assert self.acc is not None
+        total = self.acc.reduce(x.detach().to(self.acc.device, torch.float64), reduction="sum")
+        return total.to(x.device, x.dtype)
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """Every process's 1-D `x` concatenated (rank order; lengths may differ)."""
+        if self.world == 1:
+            return x
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * self.world
+        dist.all_gather_object(parts, x.detach().cpu().tolist())
+        return torch.tensor([v for part in parts for v in part], dtype=x.dtype, device=x.device)
+
+    def mean_metrics(self, m: dict[str, float], weight: float, maxed: Sequence[str] = ()) -> dict[str, float]:
+        """Per-process metrics combined: `weight`-weighted means, maxima for the `maxed` keys."""
+        if self.world == 1:
+            return m
+        keys = sorted(k for k in m if k not in maxed)
+        w = self.sum(torch.tensor([float(weight)], dtype=torch.float64))
+        vals = self.sum(torch.tensor([m[k] * weight for k in keys], dtype=torch.float64)) / w
+        out = dict(zip(keys, vals.tolist()))
+        for k in maxed:
+            if k in m:
+                t = torch.tensor([m[k]], dtype=torch.float64, device=self.acc.device)  # type: ignore[union-attr]
+                out[k] = self.acc.reduce(t, reduction="max").item()  # type: ignore[union-attr]
+        return out
+
+
 @dataclass
 class Setup:
     policy: Any
     tokenizer: Any
-    ref: Any
+    ref: Any  # a frozen copy of the initial policy; None with LoRA (the adapter is switched off instead)
     reward: RewardModel
     prompts: PromptStream
     gold: GoldScorer | None
+    dist: Dist = field(default_factory=Dist)
+    train_module: Any = None  # what the update's forward goes through: the accelerate-prepared module
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.policy.parameters()).device
+
+    def next_prompts(self, n: int) -> list[str]:
+        """This process's share of the next global batch of `n` prompts (all advance one cursor)."""
+        if n < self.dist.world:
+            raise UserError(f"rollout.batch_prompts={n} is the global batch: it must be at least the "
+                            f"number of processes ({self.dist.world})")
+        return self.dist.shard(self.prompts.next(n))
+
+    def reference(self, rollout: Rollout) -> ResponseStats:
+        """Log-probs under the reference policy: the frozen copy, or (LoRA) the policy with its
+        adapter disabled, i.e. the base weights; one copy of the weights either way."""
+        if self.ref is not None:
+            return response_forward(self.ref, rollout)
+        with self.policy.disable_adapter():
+            return response_forward(self.policy, rollout)
 
 
-def setup(policy_path: str | None, rm_path: str | None, rcfg: RolloutConfig, seed: int, what: str) -> Setup:
+def setup(policy_path: str | None, rm_path: str | None, rcfg: RolloutConfig, seed: int, what: str,
+          lora: LoRAConfig | None = None, acc: Accelerator | None = None) -> Setup:
+    """Policy (with LoRA adapters if asked), reference, reward model and prompts, on `acc`'s device."""
     if policy_path is None or rm_path is None:
         raise UserError(f"{what}: give --policy PATH (e.g. the SFT model) and --reward-model PATH")
     policy, tok = load_policy(policy_path)
@@ -70,7 +155,15 @@ def setup(policy_path: str | None, rm_path: str | None, rcfg: RolloutConfig, see
         log.warning("%s: policy and reward model tokenizers differ; responses are re-tokenized as text", what)
     prompts = load_prompts(rcfg.prompts, rcfg.n_prompts, rcfg.task_seed, "rl")
     gold = GoldScorer() if all(item_of(p) is not None for p in prompts[:50]) else None
-    return Setup(policy, tok, frozen_copy(policy), reward, PromptStream(prompts, seed), gold)
+    if lora is not None and lora.enabled:
+        policy, ref = with_lora(policy, lora), None
+    else:
+        ref = frozen_copy(policy)
+    if acc is not None:
+        policy.to(acc.device)
+        reward.model.to(acc.device)
+        ref = ref.to(acc.device) if ref is not None else None
+    return Setup(policy, tok, ref, reward, PromptStream(prompts, seed), gold, Dist(acc))
 
 
 def batch_accounting(rows: list[tuple[str, Any]]) -> str:
@@ -125,6 +218,7 @@ def gold_metrics(s: Setup, scores: torch.Tensor, prompts: Sequence[str], respons
     g = torch.tensor(s.gold.batch(list(prompts), list(responses)))
     n = len(g) // 2 * 2
     dg = g[0:n:2] - g[1:n:2]
+    scores = scores.detach().cpu()
     ds = scores[0:n:2] - scores[1:n:2]
     decided = dg != 0
     agree = ((dg > 0) == (ds > 0))[decided].float().mean().item() if decided.any() else float("nan")
@@ -132,18 +226,37 @@ def gold_metrics(s: Setup, scores: torch.Tensor, prompts: Sequence[str], respons
 
 
 def checkpoint(run: RunDir, it: int, s: Setup, heads: dict[str, Any], opt: Any, kl_ctl: Any, norm: Any) -> None:
-    """Policy (and heads), optimizer, beta, reward-normalizer statistics and prompt position."""
+    """Policy (the adapter alone with LoRA) and heads, optimizer, beta, reward-normalizer statistics
+    and prompt position; `save_checkpoint` adds every RNG state (python, numpy, torch, CUDA), which
+    includes the generator `generate` samples with. Written by the main process only."""
+    if not s.dist.is_main:
+        return
     save_checkpoint(run, it, {"policy": s.policy, **heads}, {
         "optimizer": opt.state_dict(), "kl": kl_ctl.state_dict(), "reward_norm": norm.state_dict(),
         "prompt_cursor": s.prompts.cursor})
 
 
+def _load_policy(policy: Any, folder: Path) -> None:
+    adapter = folder / "adapter_model.safetensors"
+    if adapter.exists():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(policy, load_file(str(adapter)))
+    elif (folder / "model.safetensors").exists():
+        policy.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
+    else:
+        raise UserError(f"{folder}: the checkpoint holds no policy weights (model.safetensors or "
+                        "adapter_model.safetensors)")
+
+
 def resume(run: RunDir, s: Setup, heads: dict[str, Any], opt: Any, kl_ctl: Any, norm: Any) -> int:
-    """Restore everything `checkpoint` saved; returns the iteration to continue from (0: none)."""
+    """Restore everything `checkpoint` saved; returns the iteration to continue from (0: none).
+    In a distributed job every process loads the same state; its sampling generator is then
+    re-seeded per process (a distributed resume is not bitwise that of an uninterrupted run)."""
     ckpt = run.latest_checkpoint()
     if ckpt is None:
         return 0
-    s.policy.load_state_dict(load_file(str(Path(ckpt) / "policy" / "model.safetensors")), strict=False)
+    _load_policy(s.policy, Path(ckpt) / "policy")
     for name, head in heads.items():
         head.load(Path(ckpt) / name)
     state = load_trainer_state(ckpt)
@@ -151,5 +264,6 @@ def resume(run: RunDir, s: Setup, heads: dict[str, Any], opt: Any, kl_ctl: Any, 
     kl_ctl.load_state_dict(state["kl"])
     norm.load_state_dict(state["reward_norm"])
     s.prompts.cursor = state["prompt_cursor"]
+    s.dist.reseed(int(state["step"]) * 7919 + 1)
     log.info("resuming from %s (iteration %d)", ckpt, state["step"])
     return int(state["step"])

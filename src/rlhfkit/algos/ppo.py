@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
 
+from rlhfkit.algos.loop import accelerator_for
 from rlhfkit.algos.online import (
+    Dist,
     FailureSigns,
     KLConfig,
     RolloutConfig,
+    Setup,
     batch_accounting,
     checkpoint,
     gold_metrics,
@@ -29,12 +33,19 @@ from rlhfkit.algos.online import (
     resume,
     setup,
 )
-from rlhfkit.algos.rollout import RewardNormalizer, ValueHead, response_forward, take
+from rlhfkit.algos.rollout import (
+    ActorCritic,
+    RewardNormalizer,
+    ValueHead,
+    actor_critic_forward,
+    response_forward,
+    take,
+)
 from rlhfkit.config import F, RunConfig
 from rlhfkit.lm.data import minibatches
-from rlhfkit.lm.models import save_model
+from rlhfkit.lm.models import LoRAConfig, merged, save_model
 from rlhfkit.lm.sampling import generate
-from rlhfkit.logging import MetricsLogger, get_logger, progress
+from rlhfkit.logging import MetricsLogger, get_logger, progress, read_metrics
 from rlhfkit.ops.advantages import gae, whiten
 from rlhfkit.ops.kl import kl_penalized_rewards
 from rlhfkit.ops.logprobs import masked_mean
@@ -48,11 +59,11 @@ log = get_logger(__name__)
 class PPOConfig(RunConfig):
     policy: str | None = F(None, "initial policy folder (the SFT model); also the reference policy")
     reward_model: str | None = F(None, "reward model folder (from `rlhfkit rm`)")
-    rollout: RolloutConfig = F(RolloutConfig(), "sampling")
+    rollout: RolloutConfig = F(RolloutConfig(), "sampling (batch_prompts is the global batch, all processes)")
     kl: KLConfig = F(KLConfig(), "the KL penalty to the reference policy")
     iterations: int = F(60, "rollout batches to collect and train on")
     ppo_epochs: int = F(4, "passes over each rollout batch")
-    minibatch: int = F(16, "samples per optimizer step")
+    minibatch: int = F(16, "samples per optimizer step (global, all processes)")
     lr: float = F(1e-4, "Adam learning rate (policy and value head)")
     clip: float = F(0.2, "PPO ratio clip epsilon")
     value_clip: float = F(0.2, "value clipping range (0 disables)")
@@ -63,91 +74,148 @@ class PPOConfig(RunConfig):
     normalize_reward: bool = F(True, "scale scores to mean 0, std 1 on the first (SFT) batch")
     grad_clip: float = F(1.0, "max gradient norm")
     checkpoint_every: int = F(20, "iterations between checkpoints (0: only the final model)")
+    lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters on the policy (off by default); the reference is then the "
+                                       "policy with its adapter disabled, and final/ holds the merged model")
 
 
-def ppo_update(policy, value_head, opt, rollout, old, adv, returns, cfg: PPOConfig, seed: int, it: int
-               ) -> dict[str, float]:
-    """Several epochs of clipped-surrogate minibatch steps on one rollout batch."""
-    mask = rollout.response_mask.float()
-    stats: dict[str, list[float]] = {}
-    params = list(policy.parameters()) + list(value_head.parameters())
+def local_rows(batch: Sequence[int], dist: Dist) -> list[int]:
+    """The rows of this process's rollout that belong to a global minibatch: global sample j
+    was sampled by process j % W, as its row j // W."""
+    return [j // dist.world for j in batch if j % dist.world == dist.rank]
+
+
+def whiten_global(x: torch.Tensor, mask: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """`whiten` with the mean and (unbiased) variance of the global batch's masked positions."""
+    if dist.world == 1:
+        return whiten(x, mask)
+    m = mask.to(x.dtype)
+    n, total = dist.sum(torch.stack([m.sum(), (x * m).sum()])).unbind()
+    mean = total / n
+    var = dist.sum(((x - mean) ** 2 * m).sum()) / (n - 1).clamp(min=1.0)
+    return (x - mean) * torch.rsqrt(var + 1e-8) * m  # (B, R)
+
+
+def _backward_step(s: Setup, ac: torch.nn.Module, opt: Any, loss: torch.Tensor, grad_clip: float) -> None:
+    opt.zero_grad(set_to_none=True)
+    acc = s.dist.acc
+    if acc is None:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(ac.parameters()), grad_clip)
+    else:
+        acc.backward(loss)
+        acc.clip_grad_norm_(ac.parameters(), grad_clip)
+    opt.step()
+
+
+def ppo_update(s: Setup, ac: torch.nn.Module, opt: Any, rollout, old, adv: torch.Tensor, returns: torch.Tensor,
+               cfg: PPOConfig, it: int) -> dict[str, float]:
+    """Several epochs of clipped-surrogate minibatch steps on one rollout batch.
+
+    In a distributed run the minibatches are drawn from the global batch; each process steps on
+    its rows, its token-mean loss weighted by W * (its tokens / the minibatch's tokens), so DDP's
+    gradient average is the global minibatch's token-mean gradient (a process with no rows runs
+    one row at weight 0 so the collectives still line up)."""
+    mask = rollout.response_mask.float()  # (b, R)
+    d, stats = s.dist, {}
     for epoch in range(cfg.ppo_epochs):
-        for idx in minibatches(len(rollout.prompts), cfg.minibatch, seed + it, epoch):
-            sub = take(rollout, idx)
-            new = response_forward(policy, sub, value_head, with_entropy=True)
-            i = torch.tensor(idx)
+        for batch in minibatches(cfg.rollout.batch_prompts, cfg.minibatch, cfg.seed + it, epoch):
+            idx = local_rows(batch, d)
+            rows = idx or [0]
+            sub = take(rollout, rows)
+            new = actor_critic_forward(ac, sub, with_entropy=True)
+            i = torch.tensor(rows, device=mask.device)
             pg = ppo_clip(new.logp, old.logp[i], adv[i], mask[i], cfg.clip)
             vl = value_loss(new.values, old.values[i], returns[i], mask[i], cfg.value_clip or None)
             loss = pg.loss + cfg.vf_coef * vl.loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
+            if d.world > 1:
+                tokens = mask[i].sum() if idx else mask.new_zeros(())
+                loss = loss * (d.world * tokens / d.sum(tokens).clamp(min=1.0))
+            _backward_step(s, ac, opt, loss, cfg.grad_clip)
             for k, v in {**pg.metrics, **vl.metrics, "policy_loss": pg.loss.item(), "value_loss": vl.loss.item(),
                          "entropy": masked_mean(new.entropy.detach(), mask[i]).item()}.items():
                 stats.setdefault(k, []).append(v)
     out = {f"ppo/{k}": sum(v) / len(v) for k, v in stats.items()}
     out["ppo/ratio_max"] = max(stats["ratio_max"])
-    return out
+    return d.mean_metrics(out, len(rollout.prompts), maxed=["ppo/ratio_max"])
 
 
 def run(cfg: PPOConfig) -> dict:
     t0 = time.time()
     seed_everything(cfg.seed)
+    acc = accelerator_for(cfg.device)
     run_dir = RunDir.create(cfg.out or "runs/ppo", cfg)
-    s = setup(cfg.policy, cfg.reward_model, cfg.rollout, cfg.seed, "ppo")
+    s = setup(cfg.policy, cfg.reward_model, cfg.rollout, cfg.seed, "ppo", cfg.lora, acc)
     policy, tok = s.policy, s.tokenizer
     policy.eval()  # dropout off: the old and new log-probs must come from the same function
-    value_head = ValueHead(policy.config.hidden_size)
-    opt = torch.optim.Adam(list(policy.parameters()) + list(value_head.parameters()), lr=cfg.lr, eps=1e-5)
+    value_head = ValueHead(policy.config.hidden_size).to(acc.device)
+    ac = ActorCritic(policy, value_head)
+    opt = torch.optim.Adam([p for p in ac.parameters() if p.requires_grad], lr=cfg.lr, eps=1e-5)
     kl_ctl, norm, signs = kl_controller(cfg.kl), RewardNormalizer(), FailureSigns(cfg.rollout.max_new_tokens)
     heads = {"value_head": value_head}
+    s.dist.reseed(cfg.seed)
     start = resume(run_dir, s, heads, opt, kl_ctl, norm) if cfg.resume else 0
-    B = cfg.rollout.batch_prompts
+    s.train_module, opt = acc.prepare(ac, opt)
+    B, W = cfg.rollout.batch_prompts, s.dist.world
     log.info(batch_accounting([
-        ("prompts per rollout batch", B), ("samples per rollout batch", B),
-        ("response tokens per rollout batch (max)", B * cfg.rollout.max_new_tokens),
-        ("samples per minibatch / optimizer step", cfg.minibatch),
+        ("processes", W), ("prompts per rollout batch (global)", B), ("prompts per process", f"{B // W}-{-(-B // W)}"),
+        ("samples per rollout batch", B), ("response tokens per rollout batch (max)", B * cfg.rollout.max_new_tokens),
+        ("samples per minibatch / optimizer step (global)", cfg.minibatch),
         ("optimizer steps per rollout batch", cfg.ppo_epochs * -(-B // cfg.minibatch)),
         ("rollout batches", cfg.iterations), ("total samples", B * cfg.iterations),
     ]))
-    history = []
-    with MetricsLogger(run_dir.path, cfg.log, resume=cfg.resume) as logger:
+    history = earlier_history(run_dir, start)
+    with MetricsLogger(run_dir.path if s.dist.is_main else None, cfg.log, resume=cfg.resume) as logger:
         for it in progress(range(start, cfg.iterations), total=cfg.iterations, desc="ppo"):
             m = ppo_iteration(s, policy, tok, value_head, opt, kl_ctl, norm, cfg, it)
-            signs.check(it, m)
+            if s.dist.is_main:
+                signs.check(it, m)
             logger.log(m, it + 1)
             history.append(m)
             if cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
                 checkpoint(run_dir, it + 1, s, heads, opt, kl_ctl, norm)
-    save_model(policy, tok, run_dir.final)
-    value_head.save_pretrained(run_dir.path / "value_head")
+    acc.wait_for_everyone()
     summary = summarize(history, "ppo", run_dir, t0, kl_ctl.value)
-    run_dir.write_summary(summary)
+    if s.dist.is_main:
+        save_model(merged(policy), tok, run_dir.final)
+        value_head.save_pretrained(run_dir.path / "value_head")
+        run_dir.write_summary(summary)
     return summary
 
 
-def ppo_iteration(s, policy, tok, value_head, opt, kl_ctl, norm, cfg: PPOConfig, it: int) -> dict[str, float]:
-    rc = cfg.rollout
-    prompts = s.prompts.next(rc.batch_prompts)
+def earlier_history(run_dir: RunDir, start: int) -> list[dict[str, float]]:
+    """A resumed run's metrics of iterations 1..start (the last line logged for each), so its
+    summary covers the whole run."""
+    path = run_dir.path / "metrics.jsonl"
+    if start == 0 or not path.exists():
+        return []
+    rows = {int(r["step"]): r for r in read_metrics(path) if int(r.get("step", 0)) <= start}
+    return [rows[k] for k in sorted(rows)]
+
+
+def ppo_iteration(s: Setup, policy, tok, value_head: ValueHead, opt, kl_ctl, norm: RewardNormalizer,
+                  cfg: PPOConfig, it: int) -> dict[str, float]:
+    """One rollout batch (this process's share of it) and the PPO epochs on it."""
+    rc, d = cfg.rollout, s.dist
+    prompts = s.next_prompts(rc.batch_prompts)
     with torch.no_grad():
         rollout = generate(policy, tok, prompts, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature)
         old = response_forward(policy, rollout, value_head)
-        ref = response_forward(s.ref, rollout)
-        raw = s.reward(list(rollout.prompts), list(rollout.responses))  # (B,)
-        scores = norm(raw) if cfg.normalize_reward else raw
-        mask = rollout.response_mask.float()
+        ref = s.reference(rollout)
+        raw = s.reward(list(rollout.prompts), list(rollout.responses)).to(rollout.ids.device)  # (b,)
+        scores = norm(raw, d.gather(raw) if norm.mean is None else None) if cfg.normalize_reward else raw
+        mask = rollout.response_mask.float()  # (b, R)
         rewards, kl = kl_penalized_rewards(scores, old.logp, ref.logp, mask, kl_ctl.value, cfg.kl.estimator)
         adv, returns = gae(rewards, old.values, mask, cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
-            adv = whiten(adv, mask)
-    m = ppo_update(policy, value_head, opt, rollout, old, adv, returns, cfg, cfg.seed, it)
-    seq_kl = kl.sum(-1).mean().item()
+            adv = whiten_global(adv, mask, d)
+    ac = s.train_module if s.train_module is not None else ActorCritic(policy, value_head)
+    m = ppo_update(s, ac, opt, rollout, old, adv, returns, cfg, it)
+    seq_kl = d.mean_metrics({"kl": kl.sum(-1).mean().item()}, len(prompts))["kl"]
     kl_ctl.update(seq_kl, rc.batch_prompts)
-    m.update({"rollout/score": raw.mean().item(), "rollout/kl": seq_kl, "rollout/beta": kl_ctl.value,
-              "rollout/length": mask.sum(-1).mean().item(),
-              "rollout/reward": (scores - kl_ctl.value * kl.sum(-1)).mean().item()})
-    m.update(gold_metrics(s, raw, rollout.prompts, rollout.responses))
+    local = {"rollout/score": raw.mean().item(), "rollout/length": mask.sum(-1).mean().item(),
+             "rollout/reward": (scores - kl_ctl.value * kl.sum(-1)).mean().item(),
+             **gold_metrics(s, raw, rollout.prompts, rollout.responses)}
+    m.update({"rollout/kl": seq_kl, "rollout/beta": kl_ctl.value, **d.mean_metrics(local, len(prompts))})
     return m
 
 

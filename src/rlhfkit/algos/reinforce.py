@@ -17,10 +17,12 @@ from typing import Literal
 
 import torch
 
+from rlhfkit.algos.loop import accelerator_for
 from rlhfkit.algos.online import (
     FailureSigns,
     KLConfig,
     RolloutConfig,
+    Setup,
     batch_accounting,
     checkpoint,
     gold_metrics,
@@ -28,10 +30,10 @@ from rlhfkit.algos.online import (
     resume,
     setup,
 )
-from rlhfkit.algos.ppo import summarize
+from rlhfkit.algos.ppo import earlier_history, summarize
 from rlhfkit.algos.rollout import RewardNormalizer, response_forward
 from rlhfkit.config import F, RunConfig
-from rlhfkit.lm.models import save_model
+from rlhfkit.lm.models import LoRAConfig, merged, save_model
 from rlhfkit.lm.sampling import generate
 from rlhfkit.logging import MetricsLogger, get_logger, progress
 from rlhfkit.ops.kl import kl_estimate
@@ -45,7 +47,7 @@ log = get_logger(__name__)
 class ReinforceConfig(RunConfig):
     policy: str | None = F(None, "initial policy folder (the SFT model); also the reference policy")
     reward_model: str | None = F(None, "reward model folder")
-    rollout: RolloutConfig = F(RolloutConfig(batch_prompts=32), "sampling (prompts per batch)")
+    rollout: RolloutConfig = F(RolloutConfig(batch_prompts=32), "sampling (prompts per batch, global)")
     kl: KLConfig = F(KLConfig(), "the KL penalty to the reference policy")
     samples_per_prompt: int = F(2, "responses per prompt (>= 2 for the leave-one-out baseline)")
     baseline: Literal["leave_one_out", "batch_mean", "none"] = F("leave_one_out", "variance-reducing baseline")
@@ -53,6 +55,8 @@ class ReinforceConfig(RunConfig):
     lr: float = F(1e-4, "Adam learning rate")
     grad_clip: float = F(1.0, "max gradient norm")
     checkpoint_every: int = F(20, "iterations between checkpoints (0: only the final model)")
+    lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters on the policy (off by default); the reference is then the "
+                                       "policy with its adapter disabled, and final/ holds the merged model")
 
 
 def baseline(rewards: torch.Tensor, k: int, kind: str) -> torch.Tensor:
@@ -74,52 +78,72 @@ def reinforce_loss(seq_logp: torch.Tensor, advantages: torch.Tensor) -> LossOutp
 def run(cfg: ReinforceConfig) -> dict:
     t0 = time.time()
     seed_everything(cfg.seed)
+    acc = accelerator_for(cfg.device)
     run_dir = RunDir.create(cfg.out or "runs/reinforce", cfg)
-    s = setup(cfg.policy, cfg.reward_model, cfg.rollout, cfg.seed, "reinforce")
+    s = setup(cfg.policy, cfg.reward_model, cfg.rollout, cfg.seed, "reinforce", cfg.lora, acc)
     policy, tok = s.policy, s.tokenizer
     policy.eval()
-    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+    opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, eps=1e-5)
     kl_ctl, norm, signs = kl_controller(cfg.kl), RewardNormalizer(), FailureSigns(cfg.rollout.max_new_tokens)
+    s.dist.reseed(cfg.seed)
     start = resume(run_dir, s, {}, opt, kl_ctl, norm) if cfg.resume else 0
-    k, B = cfg.samples_per_prompt, cfg.rollout.batch_prompts
-    log.info(batch_accounting([("prompts per rollout batch", B), ("samples per rollout batch", B * k),
+    s.train_module, opt = acc.prepare(policy, opt)
+    k, B, W = cfg.samples_per_prompt, cfg.rollout.batch_prompts, s.dist.world
+    log.info(batch_accounting([("processes", W), ("prompts per rollout batch (global)", B),
+                               ("prompts per process", f"{B // W}-{-(-B // W)}"), ("samples per rollout batch", B * k),
                                ("response tokens per rollout batch (max)", B * k * cfg.rollout.max_new_tokens),
                                ("optimizer steps per rollout batch", 1), ("rollout batches", cfg.iterations)]))
-    history = []
-    with MetricsLogger(run_dir.path, cfg.log, resume=cfg.resume) as logger:
+    history = earlier_history(run_dir, start)
+    with MetricsLogger(run_dir.path if s.dist.is_main else None, cfg.log, resume=cfg.resume) as logger:
         for it in progress(range(start, cfg.iterations), total=cfg.iterations, desc="reinforce"):
             m = reinforce_iteration(s, policy, tok, opt, kl_ctl, norm, cfg)
-            signs.check(it, m)
+            if s.dist.is_main:
+                signs.check(it, m)
             logger.log(m, it + 1)
             history.append(m)
             if cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
                 checkpoint(run_dir, it + 1, s, {}, opt, kl_ctl, norm)
-    save_model(policy, tok, run_dir.final)
+    acc.wait_for_everyone()
     summary = summarize(history, "reinforce", run_dir, t0, kl_ctl.value)
-    run_dir.write_summary(summary)
+    if s.dist.is_main:
+        save_model(merged(policy), tok, run_dir.final)
+        run_dir.write_summary(summary)
     return summary
 
 
-def reinforce_iteration(s, policy, tok, opt, kl_ctl, norm, cfg: ReinforceConfig) -> dict[str, float]:
-    rc, k = cfg.rollout, cfg.samples_per_prompt
-    prompts = [p for p in s.prompts.next(rc.batch_prompts) for _ in range(k)]  # prompt-major
+def reinforce_iteration(s: Setup, policy, tok, opt, kl_ctl, norm: RewardNormalizer, cfg: ReinforceConfig
+                        ) -> dict[str, float]:
+    """One rollout batch (this process's prompts, k samples each) and one gradient step. In a
+    distributed run the loss is weighted by W * (local samples / global samples), so DDP's
+    gradient average is the global batch's mean; the batch-mean baseline is the global mean."""
+    rc, k, d = cfg.rollout, cfg.samples_per_prompt, s.dist
+    prompts = [p for p in s.next_prompts(rc.batch_prompts) for _ in range(k)]  # prompt-major
     with torch.no_grad():
         rollout = generate(policy, tok, prompts, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature)
-        ref = response_forward(s.ref, rollout)
-        raw = s.reward(list(rollout.prompts), list(rollout.responses))
-    mask = rollout.response_mask.float()
-    new = response_forward(policy, rollout)
+        ref = s.reference(rollout)
+        raw = s.reward(list(rollout.prompts), list(rollout.responses)).to(rollout.ids.device)  # (N,)
+    mask = rollout.response_mask.float()  # (N, R)
+    new = response_forward(s.train_module if s.train_module is not None else policy, rollout)
     kl = (kl_estimate(new.logp.detach(), ref.logp, cfg.kl.estimator) * mask).sum(-1)  # (N,)
-    reward = norm(raw) - kl_ctl.value * kl
-    adv = reward - baseline(reward, k, cfg.baseline)
+    reward = norm(raw, d.gather(raw) if norm.mean is None else None) - kl_ctl.value * kl  # (N,)
+    if d.world > 1 and cfg.baseline == "batch_mean":
+        n, total = d.sum(torch.stack([reward.new_tensor(float(len(reward))), reward.sum()])).unbind()
+        adv = reward - total / n
+    else:
+        adv = reward - baseline(reward, k, cfg.baseline)
     out = reinforce_loss((new.logp * mask).sum(-1), adv)
+    loss = out.loss * (d.world * len(prompts) / (rc.batch_prompts * k)) if d.world > 1 else out.loss
     opt.zero_grad(set_to_none=True)
-    out.loss.backward()
-    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+    if d.acc is None:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+    else:
+        d.acc.backward(loss)
+        d.acc.clip_grad_norm_(s.train_module.parameters(), cfg.grad_clip)
     opt.step()
-    kl_ctl.update(kl.mean().item(), len(prompts))
-    m = {"reinforce/loss": out.loss.item(), **{f"reinforce/{a}": b for a, b in out.metrics.items()},
-         "rollout/score": raw.mean().item(), "rollout/kl": kl.mean().item(), "rollout/beta": kl_ctl.value,
-         "rollout/length": mask.sum(-1).mean().item(), "rollout/reward": reward.mean().item()}
-    m.update(gold_metrics(s, raw, rollout.prompts, rollout.responses))
-    return m
+    seq_kl = d.mean_metrics({"kl": kl.mean().item()}, len(prompts))["kl"]
+    kl_ctl.update(seq_kl, rc.batch_prompts * k)
+    local = {"reinforce/loss": out.loss.item(), **{f"reinforce/{a}": b for a, b in out.metrics.items()},
+             "rollout/score": raw.mean().item(), "rollout/length": mask.sum(-1).mean().item(),
+             "rollout/reward": reward.mean().item(), **gold_metrics(s, raw, rollout.prompts, rollout.responses)}
+    return {"rollout/kl": seq_kl, "rollout/beta": kl_ctl.value, **d.mean_metrics(local, len(prompts))}

@@ -44,6 +44,22 @@ class ValueHead(nn.Module):
         self.load_state_dict(load_file(str(folder / "value_head.safetensors")))
 
 
+class ActorCritic(nn.Module):
+    """The policy and its value head as one module (the head reads the policy's backbone), so a
+    single DDP/FSDP wrapper syncs the gradients of both."""
+
+    def __init__(self, policy: PreTrainedModel, value_head: ValueHead) -> None:
+        super().__init__()
+        self.policy, self.value_head = policy, value_head
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and values at positions start .. T-2 (those that choose response tokens)."""
+        out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          output_hidden_states=True)
+        return out.logits[:, start:-1], self.value_head(out.hidden_states[-1][:, start:-1])  # (B, R, V), (B, R)
+
+
 @dataclass(frozen=True)
 class ResponseStats:
     logp: torch.Tensor  # (B, R) log pi(y_t | x, y_<t)
@@ -58,9 +74,20 @@ def response_forward(model: PreTrainedModel, rollout: Rollout, value_head: Value
     out = model(input_ids=rollout.ids, attention_mask=rollout.attention_mask,
                 position_ids=position_ids(rollout.attention_mask), output_hidden_states=value_head is not None)
     logits = out.logits[:, P - 1:-1]  # (B, R, V)
-    logp = response_logprobs(logits, rollout.ids[:, P:])  # (B, R)
-    ent = entropy_from_logits(logits) if with_entropy else torch.zeros_like(logp)
     values = value_head(out.hidden_states[-1][:, P - 1:-1]) if value_head is not None else None
+    return _stats(logits, values, rollout, with_entropy)
+
+
+def actor_critic_forward(ac: nn.Module, rollout: Rollout, with_entropy: bool = False) -> ResponseStats:
+    """`response_forward` through an `ActorCritic` (or the DDP wrapper around one)."""
+    P = rollout.prompt_len
+    logits, values = ac(rollout.ids, rollout.attention_mask, position_ids(rollout.attention_mask), P - 1)
+    return _stats(logits, values, rollout, with_entropy)
+
+
+def _stats(logits: torch.Tensor, values: torch.Tensor | None, rollout: Rollout, with_entropy: bool) -> ResponseStats:
+    logp = response_logprobs(logits, rollout.ids[:, rollout.prompt_len:])  # (B, R)
+    ent = entropy_from_logits(logits) if with_entropy else torch.zeros_like(logp)
     return ResponseStats(logp, ent, values)
 
 
@@ -101,7 +128,7 @@ def tokenizer_of(model_dir: str | Path) -> PreTrainedTokenizerBase:
 
 def take(rollout: Rollout, idx: Sequence[int]) -> Rollout:
     """The rows `idx` of a rollout (the prompt length stays shared)."""
-    i = torch.as_tensor(list(idx), dtype=torch.long)
+    i = torch.as_tensor(list(idx), dtype=torch.long, device=rollout.ids.device)
     return Rollout(rollout.ids[i], rollout.attention_mask[i], rollout.response_mask[i], rollout.prompt_len,
                    tuple(rollout.prompts[j] for j in idx), tuple(rollout.responses[j] for j in idx))
 
@@ -137,10 +164,13 @@ class RewardNormalizer:
     mean: float | None = None
     std: float | None = None
 
-    def __call__(self, scores: torch.Tensor) -> torch.Tensor:
+    def __call__(self, scores: torch.Tensor, first_batch: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalized `scores`; the statistics come from `first_batch` (default: `scores`) the
+        first time (a distributed run passes the global batch's scores)."""
         if self.mean is None:
-            self.mean = scores.mean().item()
-            self.std = max(scores.std().item(), 1e-6) if scores.numel() > 1 else 1.0
+            ref = scores if first_batch is None else first_batch
+            self.mean = ref.mean().item()
+            self.std = max(ref.std().item(), 1e-6) if ref.numel() > 1 else 1.0
         return (scores - self.mean) / self.std
 
     def state_dict(self) -> dict[str, float | None]:

@@ -22,7 +22,8 @@ from rlhfkit.types import Rollout
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
              max_new_tokens: int = 48, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
              greedy: bool = False, max_prompt_tokens: int = 64) -> Rollout:
-    """One sampled response per prompt. Prompts are left-padded so responses start at one index."""
+    """One sampled response per prompt. Prompts are left-padded so responses start at one index.
+    The rollout's tensors live on the model's device (a GPU rollout never leaves the GPU)."""
     device = next(model.parameters()).device
     enc = [tokenizer(p, add_special_tokens=False)["input_ids"][-max_prompt_tokens:] for p in prompts]
     P = max(len(e) for e in enc)
@@ -34,16 +35,17 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
         att[i, P - len(e):] = 1
     was_training = model.training
     model.eval()
+    ids, att = ids.to(device), att.to(device)
     out = model.generate(
-        input_ids=ids.to(device), attention_mask=att.to(device), max_new_tokens=max_new_tokens,
+        input_ids=ids, attention_mask=att, max_new_tokens=max_new_tokens,
         do_sample=not greedy, temperature=temperature if not greedy else None, top_k=top_k if not greedy else None,
         top_p=top_p if not greedy else None, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
-    ).cpu()  # (B, P + R')
+    )  # (B, P + R')
     if was_training:
         model.train()
     resp = out[:, P:]  # (B, R')
     if resp.shape[1] == 0:
-        resp = torch.full((len(enc), 1), tokenizer.eos_token_id, dtype=torch.long)
+        resp = torch.full((len(enc), 1), tokenizer.eos_token_id, dtype=torch.long, device=device)
     is_eos = resp == tokenizer.eos_token_id
     # response tokens: up to and including the first EOS
     after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
