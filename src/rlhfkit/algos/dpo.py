@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -19,6 +19,7 @@ from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
 from rlhfkit.feedback.records import Comparison, Ranking, expand_to_comparisons
 from rlhfkit.lm.data import EncodedPreference, collate_preferences, encode_preferences, sequence_logprob
+from rlhfkit.lm.shared_prompt import collate_shared, shared_logprobs
 from rlhfkit.lm.models import LoRAConfig, load_policy, merged, save_model, with_lora
 from rlhfkit.logging import MetricsLogger, get_logger, progress
 from rlhfkit.ops.losses import LossOutput, dpo
@@ -36,12 +37,19 @@ class DPOConfig(RunConfig):
     drop_ties: bool = F(True, "skip tied pairs (a tie carries no preference for DPO to fit)")
     heldout_frac: float = F(0.1, "fraction of prompts held out for implicit-reward accuracy")
     max_len: int = F(96, "max tokens of prompt + response")
+    share_prompt: bool = F(True, "run each pair's prompt once for both responses (same loss, fewer FLOPs)")
     optim: OptimConfig = F(OptimConfig(lr=1e-4, batch_size=32, epochs=2.0, checkpoint_every=500), "optimizer")
     lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters (off by default); final/ holds the merged model")
 
 
-def pair_sequence_logprobs(model, b: PreferenceBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi(y_c|x) and log pi(y_r|x), (B,) each, from one forward over both halves."""
+def pair_sequence_logprobs(model, enc: Sequence[EncodedPreference], pad_id: int, share_prompt: bool = True
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(y_c|x) and log pi(y_r|x), (B,) each: the prompt run once for both responses
+    (`lm.shared_prompt`), or, if the pair's prompts were cut differently, one forward over both
+    full sequences."""
+    if share_prompt and (sb := collate_shared(enc, pad_id)) is not None:
+        return shared_logprobs(model, sb.to(model.device))
+    b = batch_to(collate_preferences(enc, pad_id), model.device)
     T = max(b.chosen_ids.shape[1], b.rejected_ids.shape[1])
 
     def pad(x: torch.Tensor, value: int = 0) -> torch.Tensor:
@@ -57,30 +65,32 @@ def pair_sequence_logprobs(model, b: PreferenceBatch) -> tuple[torch.Tensor, tor
 
 @torch.no_grad()
 def pair_logprobs(model, tok, pairs: list[Comparison] | list[EncodedPreference], max_len: int,
-                  batch_size: int = 64, desc: str = "reference log-probs") -> tuple[torch.Tensor, torch.Tensor]:
+                  batch_size: int = 64, desc: str = "reference log-probs", share_prompt: bool = True
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs of chosen and rejected, (N,) each (on the CPU)."""
     model.eval()
     enc = pairs if pairs and isinstance(pairs[0], EncodedPreference) else encode_preferences(tok, pairs, max_len)
     lc, lr = [], []
     for i in progress(range(0, len(enc), batch_size), desc=desc):
-        b = batch_to(collate_preferences(enc[i: i + batch_size], tok.pad_token_id), model.device)
-        c, r = pair_sequence_logprobs(model, b)
+        c, r = pair_sequence_logprobs(model, enc[i: i + batch_size], tok.pad_token_id, share_prompt)
         lc.append(c.float().cpu())
         lr.append(r.float().cpu())
     return (torch.cat(lc), torch.cat(lr)) if lc else (torch.zeros(0), torch.zeros(0))
 
 
 def dpo_loss_fn(model, tok, train: list[Comparison], ref_c: torch.Tensor, ref_r: torch.Tensor, beta: float,
-                max_len: int, encoded: list[EncodedPreference] | None = None) -> Callable[[list[int]], LossOutput]:
+                max_len: int, encoded: list[EncodedPreference] | None = None, share_prompt: bool = True
+                ) -> Callable[[list[int]], LossOutput]:
     """The DPO loss of a batch of `train` indices against precomputed reference log-probs."""
     enc = encoded if encoded is not None else encode_preferences(tok, train, max_len)
 
     def loss_fn(idx: list[int]) -> LossOutput:
-        b = batch_to(collate_preferences([enc[i] for i in idx], tok.pad_token_id), model.device)
-        pc, pr = pair_sequence_logprobs(model, b)
-        i = torch.tensor(idx)
-        dev = pc.device
-        return dpo(pc, pr, ref_c[i].to(dev), ref_r[i].to(dev), beta, target=b.target, weights=b.weight)
+        batch = [enc[i] for i in idx]
+        pc, pr = pair_sequence_logprobs(model, batch, tok.pad_token_id, share_prompt)
+        dev, i = pc.device, torch.tensor(idx)
+        target = torch.tensor([e.target for e in batch], device=dev)
+        weight = torch.tensor([e.weight for e in batch], device=dev)
+        return dpo(pc, pr, ref_c[i].to(dev), ref_r[i].to(dev), beta, target=target, weights=weight)
     return loss_fn
 
 
@@ -99,9 +109,10 @@ def run(cfg: DPOConfig) -> dict:
     # LoRA's B starts at zero, so the adapted model is still the reference here.
     model = with_lora(model, cfg.lora)
     enc = encode_preferences(tok, train, cfg.max_len)
-    ref_c, ref_r = pair_logprobs(model, tok, enc, cfg.max_len)
+    ref_c, ref_r = pair_logprobs(model, tok, enc, cfg.max_len, share_prompt=cfg.share_prompt)
     model.train()
-    loss_fn = dpo_loss_fn(model, tok, train, ref_c, ref_r, cfg.beta, cfg.max_len, encoded=enc)
+    loss_fn = dpo_loss_fn(model, tok, train, ref_c, ref_r, cfg.beta, cfg.max_len, encoded=enc,
+                          share_prompt=cfg.share_prompt)
 
     with MetricsLogger(run_dir.path if is_main_process() else None, cfg.log, resume=cfg.resume) as logger:
         steps = fit(run_dir, model, tok, len(train), loss_fn, cfg.optim, cfg.seed, logger, "dpo",

@@ -46,6 +46,9 @@ class OptimConfig:
     max_steps: int = F(0, "stop after this many steps (0: run the epochs)")
     checkpoint_every: int = F(200, "steps between checkpoints (0: only at the end)")
     log_every: int = F(10, "steps between metric lines")
+    mixed_precision: str = F("no", "autocast: no, bf16 or fp16 (bf16 on GPUs; on CPUs only those with bf16 units gain)")
+    gradient_checkpointing: bool = F(False, "recompute activations in the backward pass: less memory, ~30% more compute")
+    fused_adamw: bool = F(True, "one fused AdamW kernel for all parameters (torch's `fused=True`) where supported")
 
 
 def is_main_process() -> bool:
@@ -53,8 +56,22 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def accelerator_for(device: str) -> Accelerator:
-    return Accelerator(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()))
+def accelerator_for(device: str, mixed_precision: str = "no") -> Accelerator:
+    if mixed_precision not in ("no", "bf16", "fp16"):
+        raise UserError(f"optim.mixed_precision={mixed_precision!r}: use no, bf16 or fp16")
+    return Accelerator(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()),
+                       mixed_precision=mixed_precision)
+
+
+def _adamw(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW, no weight decay on biases and norms. `fused` runs one kernel per step for all
+    parameters instead of a dozen per tensor (supported for CPU and CUDA float tensors)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kinds = {p.device.type for p in decay + no_decay}
+    fused = cfg.fused_adamw and kinds <= {"cpu", "cuda"} and all(p.dtype.is_floating_point for p in decay + no_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=fused or None)
 
 
 def _schedule(opt: torch.optim.Optimizer, cfg: OptimConfig, total: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -131,13 +148,15 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     `on_step(step)` may return extra metrics (e.g. a periodic evaluation) to log."""
     if n_examples == 0:
         raise UserError(f"{desc}: no training examples")
-    acc = accelerator or accelerator_for(device)
+    acc = accelerator or accelerator_for(device, cfg.mixed_precision)
     spe = max(1, math.ceil(n_examples / cfg.batch_size))
     total = cfg.max_steps or max(1, int(round(cfg.epochs * spe)))
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    if cfg.gradient_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise UserError(f"{desc}: optim.gradient_checkpointing is on, but {type(model).__name__} does not support it")
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.to(acc.device)  # before the optimizer, so fused AdamW sees the parameters where they train
+    opt = _adamw(model, cfg)
     sched = _schedule(opt, cfg, total)
     start = 0
     ckpt = run.latest_checkpoint() if resume else None

@@ -1,0 +1,243 @@
+"""rlhfkit vs TRL, side by side on the same tiny GPT-2, data, batch sizes and steps.
+
+Measures, each in a fresh process (so peak memory is the trainer's own), alternating the
+two sides (ours, TRL, ours, TRL, ...) so that both see the same machine:
+
+- reward model: pairs/s (8 pairs per step, 32 + 32 tokens);
+- DPO: pairs/s (the same batches; our reference log-probs, computed once before training,
+  are charged to the timed steps in proportion);
+- online RL with generation: 8 prompts x 2 completions of 32 new tokens, KL 0.05, one
+  gradient step per batch: our REINFORCE with the leave-one-out baseline against TRL's
+  RLOO (the same estimator), and our PPO (16 prompts x 1 completion, 1 epoch) against
+  TRL's GRPO; reported in completions/s and prompts/s;
+
+and the machine's matmul peak at the model's shapes (a `torch.mm` loop, fp32 and bf16), to
+express each supervised step as model FLOP/s and as a fraction of that peak.
+
+TRL lives in its own virtual environment that also sees rlhfkit:
+
+    python -m venv --system-site-packages /tmp/trl-venv
+    /tmp/trl-venv/bin/pip install trl==1.16.0
+    /tmp/trl-venv/bin/python benchmarks/vs_trl.py --repeats 3
+
+Run it on an otherwise idle machine. Ends with one line:
+    RESULT rm_ratio=... dpo_ratio=... rl_ratio=... mem_ratio=... rm_peak_frac=... dpo_peak_frac=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "_vs_trl_workers.py"
+D_MODEL, N_LAYER, N_HEAD, VOCAB, SEQ = 256, 4, 4, 8000, 64
+
+
+def build_assets(out: Path, n_pairs: int, n_prompts: int) -> dict:
+    """Tokenizer, GPT-2 (4 x 256, vocab 8000, no dropout), a reward model with a fresh head,
+    pairs of 32-token prompt and responses, and RL prompts: all from the embedded corpus."""
+    import torch
+    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+
+    from rlhfkit.lm.models import train_tokenizer
+    from rlhfkit.tasks.reviews import ReviewTask
+
+    if (out / "meta.json").exists():
+        return json.loads((out / "meta.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = ReviewTask(0).corpus(6000)
+    tok = train_tokenizer(corpus, VOCAB)
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=VOCAB, n_positions=2 * SEQ, n_embd=D_MODEL, n_layer=N_LAYER, n_head=N_HEAD,
+                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tok.eos_token_id,
+                     eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    for name, cls in (("policy", GPT2LMHeadModel), ("rm", GPT2ForSequenceClassification)):
+        model = cls(cfg if name == "policy" else GPT2Config(**{**cfg.to_dict(), "num_labels": 1}))
+        model.save_pretrained(out / name)
+        tok.save_pretrained(out / name)
+    stream = [i for ids in tok(corpus)["input_ids"] for i in ids]
+    half = SEQ // 2
+
+    def window(k: int) -> str:
+        return tok.decode(stream[k * half: (k + 1) * half]).replace("\n", " ")
+
+    rows = [{"prompt": window(3 * i), "chosen": window(3 * i + 1), "rejected": window(3 * i + 2)}
+            for i in range(n_pairs)]
+    (out / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (out / "prompts.txt").write_text("\n".join(window(3 * n_pairs + i) for i in range(n_prompts)) + "\n")
+    lengths = [len(tok(r["prompt"] + r["chosen"])["input_ids"]) for r in rows]
+    meta = {"vocab_tokenizer": len(tok), "mean_tokens": sum(lengths) / len(lengths),
+            "mean_response_tokens": sum(len(tok(r["chosen"])["input_ids"]) + 1 for r in rows) / len(rows)}
+    (out / "meta.json").write_text(json.dumps(meta))
+    return meta
+
+
+def matmul_peaks(threads: int) -> dict[str, float]:
+    """GFLOP/s of torch.mm at the model's shapes (16 sequences x 64 tokens = 1024 rows),
+    FLOP-weighted over the four matmuls of a block; fp32 and bf16."""
+    import torch
+
+    torch.set_num_threads(threads)
+    rows = 16 * SEQ
+    shapes = [(rows, D_MODEL, 3 * D_MODEL), (rows, D_MODEL, D_MODEL), (rows, D_MODEL, 4 * D_MODEL),
+              (rows, 4 * D_MODEL, D_MODEL)]
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        flops, secs = 0.0, 0.0
+        for m, k, n in shapes:
+            a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+            torch.mm(a, b)
+            reps, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < 0.4:
+                torch.mm(a, b)
+                reps += 1
+            secs += (time.perf_counter() - t0) / reps
+            flops += 2.0 * m * k * n
+        out[name] = flops / secs / 1e9
+    return out
+
+
+def model_flops(meta: dict) -> dict[str, float]:
+    """Model FLOPs per pair (Kaplan/PaLM accounting: 6 N per trained token, 2 N per forward-only
+    token, plus attention 12 L d T per trained token; the LM head counts only where the loss needs
+    logits, the response tokens)."""
+    n_block = 12 * N_LAYER * D_MODEL ** 2
+    T = meta["mean_tokens"]
+    attn_train = 12 * N_LAYER * D_MODEL * T
+    per_seq_train = T * (6 * n_block + attn_train)
+    head_train = 6 * D_MODEL * VOCAB * meta["mean_response_tokens"]
+    per_seq_fwd = T * (2 * n_block + attn_train / 3) + head_train / 3
+    rm = 2 * per_seq_train
+    dpo = 2 * (per_seq_train + head_train) + 2 * per_seq_fwd  # policy trained + reference forward
+    return {"rm": rm, "dpo": dpo}
+
+
+def run_worker(side: str, task: str, assets: Path, a: argparse.Namespace, precision: str, gc: bool) -> dict:
+    cmd = [sys.executable, str(WORKER), side, task, str(assets), "--precision", precision, "--threads",
+           str(a.threads), "--warmup", str(a.warmup), "--steps", str(a.steps)]
+    if gc:
+        cmd.append("--gradient-checkpointing")
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "HF_HUB_OFFLINE": "1", "RLHFKIT_PROGRESS": "0",
+           "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=a.timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT_JSON "):
+            return json.loads(line[len("RESULT_JSON "):])
+    raise RuntimeError(f"{side} {task} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def settings(peaks: dict[str, float]) -> tuple[list[tuple[str, str, bool]], str]:
+    """(side, precision, gradient checkpointing) settings to try; bf16 only where it can pay."""
+    base = [("ours", "fp32", False), ("trl", "fp32", False)]
+    if peaks["bf16"] > 1.2 * peaks["fp32"]:
+        return base + [("ours", "bf16", False), ("trl", "bf16", False), ("trl", "bf16", True)], \
+            "bf16 matmul is faster here: each side is tried in fp32 and bf16 (TRL also with its default " \
+            "gradient checkpointing), and its fastest setting is kept"
+    return base, (f"bf16 matmul runs at {peaks['bf16']:.1f} GFLOP/s here against {peaks['fp32']:.1f} in fp32 "
+                  "(no bf16 units on this CPU), so both sides run fp32, their fastest setting")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--assets", type=Path, default=Path("/tmp/rlhfkit-vs-trl"))
+    ap.add_argument("--repeats", type=int, default=3, help="alternating rounds; medians are reported")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--tasks", nargs="+", default=["rm", "dpo", "rl"], choices=["rm", "dpo", "rl"])
+    ap.add_argument("--timeout", type=int, default=1800)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "vs_trl.json")
+    a = ap.parse_args()
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        sys.exit("TRL is not importable here: run this script with the Python of a venv that has trl==1.16.0 "
+                 "(see the module docstring)")
+    n = (a.warmup + a.steps) * 8
+    meta = build_assets(a.assets, n_pairs=n, n_prompts=n)
+    peaks = matmul_peaks(a.threads)
+    tries, why = settings(peaks)
+    print(f"matmul peak at the model's shapes, {a.threads} threads: fp32 {peaks['fp32']:.1f} GFLOP/s, "
+          f"bf16 {peaks['bf16']:.1f} GFLOP/s\n{why}", flush=True)
+    jobs = [(t, t) for t in a.tasks if t != "rl"]
+    if "rl" in a.tasks:
+        jobs += [("rl", "reinforce"), ("rl", "rloo"), ("rl", "ppo"), ("rl", "grpo")]
+    results: list[dict] = []
+    for r in range(a.repeats):
+        for group, task in jobs:
+            for side, precision, gc in tries:
+                if (task in ("reinforce", "ppo") and side == "trl") or (task in ("rloo", "grpo") and side == "ours"):
+                    continue
+                res = run_worker(side, task, a.assets, a, precision, gc)
+                res["round"] = r
+                results.append(res)
+                rate = res.get("pairs_per_s", res.get("completions_per_s"))
+                print(f"  round {r}: {side:4s} {task:9s} {precision}{' +gc' if gc else ''}: {rate:7.2f}/s, "
+                      f"peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
+    report(results, peaks, meta, a)
+
+
+def _best(results: list[dict], side: str, task: str, key: str) -> dict:
+    """The fastest setting's median over rounds, with its median peak memory."""
+    by_setting: dict[tuple, list[dict]] = {}
+    for r in results:
+        if r["side"] == side and r["task"] == task:
+            by_setting.setdefault((r["precision"], r["gradient_checkpointing"]), []).append(r)
+    best = max(by_setting.items(), key=lambda kv: statistics.median(x[key] for x in kv[1]))
+    runs = best[1]
+    return {"rate": statistics.median(x[key] for x in runs), "mem": statistics.median(x["peak_rss_mb"] for x in runs),
+            "setting": f"{best[0][0]}{' + gradient checkpointing' if best[0][1] else ''}", "n": len(runs),
+            "min": min(x[key] for x in runs), "max": max(x[key] for x in runs)}
+
+
+def report(results: list[dict], peaks: dict[str, float], meta: dict, a: argparse.Namespace) -> None:
+    flops = model_flops(meta)
+    peak_best = max(peaks.values())
+    rows, line = [], {}
+    pairs = [("rm", "rm", "rm", "pairs_per_s"), ("dpo", "dpo", "dpo", "pairs_per_s"),
+             ("rl (RLOO)", "reinforce", "rloo", "completions_per_s"), ("rl (PPO vs GRPO)", "ppo", "grpo", "completions_per_s")]
+    mem_ratios = []
+    for label, ours_task, trl_task, key in pairs:
+        if not any(r["task"] == ours_task for r in results):
+            continue
+        o, t = _best(results, "ours", ours_task, key), _best(results, "trl", trl_task, key)
+        ratio = o["rate"] / t["rate"]
+        mem_ratios.append(o["mem"] / t["mem"])
+        rows.append((label, o, t, ratio))
+        if ours_task in flops:
+            gflops = o["rate"] * flops[ours_task] / 1e9
+            tg = t["rate"] * flops[ours_task] / 1e9
+            print(f"{label}: ours {gflops:.1f} model GFLOP/s = {gflops / peaks['fp32']:.0%} of the fp32 peak, "
+                  f"{gflops / peaks['bf16']:.0%} of the bf16 peak; TRL {tg:.1f} GFLOP/s")
+            line[f"{ours_task}_ratio"] = ratio
+            line[f"{ours_task}_peak_frac"] = gflops / peak_best
+    unit = {"pairs_per_s": "pairs/s", "completions_per_s": "completions/s"}
+    print(f"\n| trainer | ours | TRL | ratio | ours peak RSS | TRL peak RSS |\n|---|---|---|---|---|---|")
+    for label, o, t, ratio in rows:
+        u = "pairs/s" if label in ("rm", "dpo") else "completions/s"
+        print(f"| {label} | {o['rate']:.2f} {u} ({o['setting']}) | {t['rate']:.2f} {u} ({t['setting']}) | "
+              f"{ratio:.2f}x | {o['mem']:.0f} MB | {t['mem']:.0f} MB |")
+    rl = [r for r in rows if r[0].startswith("rl")]
+    if rl:
+        ours_ppo = next((r for r in rl if "PPO" in r[0]), None)
+        trl_best = max(r[2]["rate"] for r in rl)
+        line["rl_ratio"] = (ours_ppo[1]["rate"] if ours_ppo else rl[0][1]["rate"]) / trl_best
+        line["rloo_ratio"] = next((r[3] for r in rl if "RLOO" in r[0]), float("nan"))
+    line["mem_ratio"] = max(mem_ratios) if mem_ratios else float("nan")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps({"peaks_gflops": peaks, "meta": meta, "model_flops_per_pair": flops,
+                                 "threads": a.threads, "warmup": a.warmup, "steps": a.steps,
+                                 "results": results, "summary": line}, indent=2))
+    keys = ["rm_ratio", "dpo_ratio", "rl_ratio", "rloo_ratio", "mem_ratio", "rm_peak_frac", "dpo_peak_frac"]
+    print("RESULT " + " ".join(f"{k}={line[k]:.3f}" for k in keys if k in line))
+
+
+if __name__ == "__main__":
+    main()
