@@ -18,26 +18,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from online_helpers import reward_dir  # noqa: F401 (a fixture)
 from rlhfkit.logging import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 ITERATIONS = 8
 # Runs the given commands one after the other in one process (one start-up instead of two).
 DRIVER = "import sys; from rlhfkit.cli import main; [sys.exit(1) for a in sys.argv[1].split('|') if main(a.split())]"
-
-
-@pytest.fixture(scope="module")
-def reward_dir(micro_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained scalar head on the micro LM: a fixed, arbitrary reward is enough here."""
-    from rlhfkit.lm.models import reward_model_from
-    from rlhfkit.runtime import seed_everything
-
-    seed_everything(1)
-    model, tok = reward_model_from(micro_lm)
-    out = tmp_path_factory.mktemp("micro_rm")
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 def _env() -> dict[str, str]:
