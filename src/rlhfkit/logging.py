@@ -126,3 +126,10 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         if line.strip():
             rows.append(json.loads(line))
     return rows
+
+
+def batch_accounting(rows: list[tuple[str, Any]]) -> str:
+    """The table every trainer prints at start: what one step, one process and the run consume."""
+    width = max(len(k) for k, _ in rows)
+    lines = ["batch accounting:"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    return "\n".join(lines)

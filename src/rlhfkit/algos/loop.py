@@ -27,7 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlhfkit.config import F
 from rlhfkit.errors import UserError
 from rlhfkit.lm.data import minibatches
-from rlhfkit.logging import MetricsLogger, get_logger, progress
+from rlhfkit.logging import MetricsLogger, batch_accounting, get_logger, progress
 from rlhfkit.ops.losses import LossOutput
 from rlhfkit.runtime import RunDir, load_trainer_state, save_checkpoint
 
@@ -173,6 +173,13 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             1, math.ceil(cfg.batch_size / acc.num_processes))
     wrapped, opt = acc.prepare(model, opt)
     wrapped.train()
+    if acc.is_main_process:
+        per = math.ceil(cfg.batch_size / acc.num_processes)
+        log.info("%s: %s", desc, batch_accounting([
+            ("processes", acc.num_processes), ("examples per optimizer step (global)", cfg.batch_size),
+            ("examples per process per step (at most)", per), ("training examples", n_examples),
+            ("steps per epoch", spe), ("optimizer steps", total), ("examples seen", total * cfg.batch_size),
+            ("mixed precision", cfg.mixed_precision), ("gradient checkpointing", cfg.gradient_checkpointing)]))
     with _calls_through(model, wrapped):
         _train(run, acc, wrapped, opt, sched, n_examples, loss_fn, cfg, seed, logger, desc, start, total,
                spe, on_step)
