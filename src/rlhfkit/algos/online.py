@@ -11,12 +11,13 @@ With one process every collective is skipped, so a plain run computes what it al
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, ContextManager, Literal, Sequence
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedType
 from safetensors.torch import load_file
 
 from rlhfkit.algos.rollout import PromptStream, ResponseStats, RewardModel, frozen_copy, response_forward
@@ -135,6 +136,11 @@ class Setup:
                             f"number of processes ({self.dist.world})")
         return self.dist.shard(self.prompts.next(n))
 
+    def autocast(self) -> ContextManager[None]:
+        """The accelerator's mixed precision for the no-grad passes (sampling, old and reference
+        log-probs, scores), so they run at the precision the prepared training forward runs at."""
+        return self.dist.acc.autocast() if self.dist.acc is not None else nullcontext()
+
     def reference(self, rollout: Rollout) -> ResponseStats:
         """Log-probs under the reference policy: the frozen copy, or (LoRA) the policy with its
         adapter disabled, i.e. the base weights; one copy of the weights either way."""
@@ -159,6 +165,10 @@ def setup(policy_path: str | None, rm_path: str | None, rcfg: RolloutConfig, see
         policy, ref = with_lora(policy, lora), None
     else:
         ref = frozen_copy(policy)
+    if acc is not None and acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        raise UserError(f"{what}: runs on one device or with DDP (configs/accelerate/cpu_2proc.yaml, "
+                        f"multi_gpu_ddp.yaml); {acc.distributed_type.value} is not supported for the online "
+                        "trainers yet (sampling needs the whole policy on every process)")
     if acc is not None:
         policy.to(acc.device)
         reward.model.to(acc.device)

@@ -197,11 +197,12 @@ def ppo_iteration(s: Setup, policy, tok, value_head: ValueHead, opt, kl_ctl, nor
     """One rollout batch (this process's share of it) and the PPO epochs on it."""
     rc, d = cfg.rollout, s.dist
     prompts = s.next_prompts(rc.batch_prompts)
-    with torch.no_grad():
+    with torch.no_grad(), s.autocast():
         rollout = generate(policy, tok, prompts, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature)
         old = response_forward(policy, rollout, value_head)
         ref = s.reference(rollout)
-        raw = s.reward(list(rollout.prompts), list(rollout.responses)).to(rollout.ids.device)  # (b,)
+        raw = s.reward(list(rollout.prompts), list(rollout.responses)).float().to(rollout.ids.device)  # (b,)
+    with torch.no_grad():
         scores = norm(raw, d.gather(raw) if norm.mean is None else None) if cfg.normalize_reward else raw
         mask = rollout.response_mask.float()  # (b, R)
         rewards, kl = kl_penalized_rewards(scores, old.logp, ref.logp, mask, kl_ctl.value, cfg.kl.estimator)

@@ -118,10 +118,10 @@ def reinforce_iteration(s: Setup, policy, tok, opt, kl_ctl, norm: RewardNormaliz
     gradient average is the global batch's mean; the batch-mean baseline is the global mean."""
     rc, k, d = cfg.rollout, cfg.samples_per_prompt, s.dist
     prompts = [p for p in s.next_prompts(rc.batch_prompts) for _ in range(k)]  # prompt-major
-    with torch.no_grad():
+    with torch.no_grad(), s.autocast():
         rollout = generate(policy, tok, prompts, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature)
         ref = s.reference(rollout)
-        raw = s.reward(list(rollout.prompts), list(rollout.responses)).to(rollout.ids.device)  # (N,)
+        raw = s.reward(list(rollout.prompts), list(rollout.responses)).float().to(rollout.ids.device)  # (N,)
     mask = rollout.response_mask.float()  # (N, R)
     new = response_forward(s.train_module if s.train_module is not None else policy, rollout)
     kl = (kl_estimate(new.logp.detach(), ref.logp, cfg.kl.estimator) * mask).sum(-1)  # (N,)
