@@ -59,6 +59,12 @@ def is_main_process() -> bool:
 def accelerator_for(device: str, mixed_precision: str = "no") -> Accelerator:
     if mixed_precision not in ("no", "bf16", "fp16"):
         raise UserError(f"optim.mixed_precision={mixed_precision!r}: use no, bf16 or fp16")
+    from accelerate.state import AcceleratorState
+
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
+        # accelerate keeps one state per process; a later run in the same process (tests, the
+        # quickstart's stages) may ask for another precision, so start that state afresh.
+        AcceleratorState._reset_state()
     return Accelerator(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()),
                        mixed_precision=mixed_precision)
 
