@@ -90,3 +90,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kind, micro_lm, reward_dir
     assert rows_k[-1]["step"] == ITERATIONS and [r["step"] for r in rows_k].count(1) == 1  # resumed, not restarted
     assert json.dumps(rows_k[-1]) == json.dumps(rows_w[-1])  # beta, KL, scores: the same last iteration (NaN too)
     assert rows_w[-1]["rollout/beta"] != pytest.approx(0.05)  # the adaptive controller moved (and was restored)
+    sk, sw = (json.loads((run / "summary.json").read_text()) for run in (killed, whole))
+    assert sk["iterations"] == sw["iterations"] == ITERATIONS  # the summary covers the whole run
+    assert json.dumps({k: v for k, v in sk.items() if k not in ("wall_s", "final")}) == json.dumps(
+        {k: v for k, v in sw.items() if k not in ("wall_s", "final")})
