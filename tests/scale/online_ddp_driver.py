@@ -1,7 +1,8 @@
 """Run `rlhfkit ppo` / `rlhfkit reinforce` commands (argv separated by `--then`) in one process,
 for test_online_ddp.py, plainly or under `accelerate launch`. Sampling is made greedy, so a
 response depends only on its prompt and the weights (not on which process draws it or on a
-random stream), which lets a 2-process run be compared with a single-process one. Each process
+random stream), which lets a 2-process run be compared with a single-process one; a command
+whose first word is `sampled` keeps ordinary sampling. Each process
 appends the prompts it sampled to `prompts-<rank>.txt` and its process count to
 `world-<rank>.txt` in the command's `--out` folder."""
 
@@ -37,7 +38,9 @@ if __name__ == "__main__":
     for cmd in _split(sys.argv[1:]):
         out = Path(cmd[cmd.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
-        ppo.generate = reinforce.generate = _greedy_recording(out, rank)
+        sampled = cmd[0] == "sampled"
+        cmd = cmd[1:] if sampled else cmd
+        ppo.generate = reinforce.generate = sampling.generate if sampled else _greedy_recording(out, rank)
         if main(cmd) != 0:
             sys.exit(1)
         state = PartialState()

@@ -50,15 +50,37 @@ def _run(cmd: list[str]) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
-@pytest.mark.timeout(300)
-def test_online_ddp_follows_single_process(micro_lm, reward_dir, tmp_path):
+def _resume_argv(lm: Path, rm: Path, out: Path, iterations: int, resume: bool = False) -> list[str]:
+    """Sampled (not greedy) PPO with checkpoints every 2 iterations."""
+    args = _argv("ppo", lm, rm, out)
+    i = args.index("--iterations")
+    args[i + 1] = str(iterations)
+    args[args.index("checkpoint_every=0")] = "checkpoint_every=2"
+    return ["--then", "sampled", *args, *(["--resume"] if resume else [])]
+
+
+@pytest.fixture(scope="module")
+def runs(micro_lm: Path, reward_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One 2-process launch (PPO, REINFORCE, and a sampled PPO run whole and stopped-then-resumed)
+    and one single-process run of the first two."""
+    tmp = tmp_path_factory.mktemp("online_ddp")
+
     def both(tag: str) -> list[str]:
-        return [*_argv("ppo", micro_lm, reward_dir, tmp_path / f"ppo-{tag}"), "--then",
-                *_argv("reinforce", micro_lm, reward_dir, tmp_path / f"reinforce-{tag}")]
+        return [*_argv("ppo", micro_lm, reward_dir, tmp / f"ppo-{tag}"), "--then",
+                *_argv("reinforce", micro_lm, reward_dir, tmp / f"reinforce-{tag}")]
 
     _run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG),
-          "--main_process_port", str(_free_port()), str(DRIVER), *both("ddp")])
+          "--main_process_port", str(_free_port()), str(DRIVER), *both("ddp"),
+          *_resume_argv(micro_lm, reward_dir, tmp / "whole", 4),
+          *_resume_argv(micro_lm, reward_dir, tmp / "resumed", 3),  # stops after 3, checkpoint at 2
+          *_resume_argv(micro_lm, reward_dir, tmp / "resumed", 4, resume=True)])
     _run([sys.executable, str(DRIVER), *both("single")])
+    return tmp
+
+
+@pytest.mark.timeout(300)
+def test_online_ddp_follows_single_process(runs, micro_lm):
+    tmp_path = runs
     init = load_file(str(micro_lm / "model.safetensors"))
     for kind in ("ppo", "reinforce"):
         ddp, single = tmp_path / f"{kind}-ddp", tmp_path / f"{kind}-single"
@@ -81,3 +103,17 @@ def test_online_ddp_follows_single_process(micro_lm, reward_dir, tmp_path):
         assert any(not torch.equal(init[n], ws[n]) for n in init), f"{kind}: training did not move the weights"
         for name in ws:
             assert torch.allclose(wd[name], ws[name], rtol=1e-4, atol=1e-5), (kind, name)
+
+
+def test_online_ddp_resume_restores_each_process_rng(runs):
+    """A 2-process PPO run resumed from its step-2 checkpoint ends with the weights of the
+    uninterrupted run, bit for bit: each process gets back its own sampling stream."""
+    whole, resumed = runs / "whole", runs / "resumed"
+    assert [r["step"] for r in read_metrics(resumed / "metrics.jsonl")] == [1, 2, 3, 3, 4]
+    p0, p1 = [(whole / f"prompts-{r}.txt") for r in (0, 1)]
+    assert not p0.exists() and not p1.exists()  # sampled for real, not through the greedy stand-in
+    a, b = (load_file(str(run / "final" / "model.safetensors")) for run in (whole, resumed))
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    va, vb = (load_file(str(run / "value_head" / "value_head.safetensors")) for run in (whole, resumed))
+    assert all(torch.equal(va[k], vb[k]) for k in va)

@@ -27,7 +27,7 @@ from rlhfkit.lm.models import LoRAConfig, load_policy, with_lora
 from rlhfkit.lm.sampling import load_prompts
 from rlhfkit.logging import get_logger
 from rlhfkit.ops.kl import AdaptiveKLController, FixedKLController
-from rlhfkit.runtime import RunDir, load_trainer_state, save_checkpoint
+from rlhfkit.runtime import RunDir, load_trainer_state, rng_state, save_checkpoint, set_rng_state
 from rlhfkit.tasks.gold import GoldScorer
 from rlhfkit.tasks.reviews import item_of
 from rlhfkit.types import Rollout
@@ -93,11 +93,18 @@ class Dist:
         """Every process's 1-D `x` concatenated (rank order; lengths may differ)."""
         if self.world == 1:
             return x
+        parts = self.gather_objects(x.detach().cpu().tolist())
+        return torch.tensor([v for part in parts for v in part], dtype=x.dtype, device=x.device)
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every process's `obj` (picklable), in rank order."""
+        if self.world == 1:
+            return [obj]
         import torch.distributed as dist
 
         parts: list[Any] = [None] * self.world
-        dist.all_gather_object(parts, x.detach().cpu().tolist())
-        return torch.tensor([v for part in parts for v in part], dtype=x.dtype, device=x.device)
+        dist.all_gather_object(parts, obj)
+        return parts
 
     def mean_metrics(self, m: dict[str, float], weight: float, maxed: Sequence[str] = ()) -> dict[str, float]:
         """Per-process metrics combined: `weight`-weighted means, maxima for the `maxed` keys."""
@@ -238,12 +245,14 @@ def gold_metrics(s: Setup, scores: torch.Tensor, prompts: Sequence[str], respons
 def checkpoint(run: RunDir, it: int, s: Setup, heads: dict[str, Any], opt: Any, kl_ctl: Any, norm: Any) -> None:
     """Policy (the adapter alone with LoRA) and heads, optimizer, beta, reward-normalizer statistics
     and prompt position; `save_checkpoint` adds every RNG state (python, numpy, torch, CUDA), which
-    includes the generator `generate` samples with. Written by the main process only."""
+    includes the generator `generate` samples with; in a distributed run, each process's RNG
+    states. Written by the main process only."""
+    rng_by_rank = s.dist.gather_objects(rng_state())
     if not s.dist.is_main:
         return
     save_checkpoint(run, it, {"policy": s.policy, **heads}, {
         "optimizer": opt.state_dict(), "kl": kl_ctl.state_dict(), "reward_norm": norm.state_dict(),
-        "prompt_cursor": s.prompts.cursor})
+        "prompt_cursor": s.prompts.cursor, "rng_by_rank": rng_by_rank})
 
 
 def _load_policy(policy: Any, folder: Path) -> None:
@@ -261,8 +270,8 @@ def _load_policy(policy: Any, folder: Path) -> None:
 
 def resume(run: RunDir, s: Setup, heads: dict[str, Any], opt: Any, kl_ctl: Any, norm: Any) -> int:
     """Restore everything `checkpoint` saved; returns the iteration to continue from (0: none).
-    In a distributed job every process loads the same state; its sampling generator is then
-    re-seeded per process (a distributed resume is not bitwise that of an uninterrupted run)."""
+    Each process takes back its own RNG states; resumed with a different number of processes,
+    each process's sampling stream is seeded afresh instead."""
     ckpt = run.latest_checkpoint()
     if ckpt is None:
         return 0
@@ -274,6 +283,10 @@ def resume(run: RunDir, s: Setup, heads: dict[str, Any], opt: Any, kl_ctl: Any, 
     kl_ctl.load_state_dict(state["kl"])
     norm.load_state_dict(state["reward_norm"])
     s.prompts.cursor = state["prompt_cursor"]
-    s.dist.reseed(int(state["step"]) * 7919 + 1)
+    by_rank = state.get("rng_by_rank")
+    if by_rank is not None and len(by_rank) == s.dist.world:
+        set_rng_state(by_rank[s.dist.rank])
+    else:
+        s.dist.reseed(int(state["step"]) * 7919 + 1)
     log.info("resuming from %s (iteration %d)", ckpt, state["step"])
     return int(state["step"])
