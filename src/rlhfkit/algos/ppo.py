@@ -76,6 +76,7 @@ class PPOConfig(RunConfig):
     checkpoint_every: int = F(20, "iterations between checkpoints (0: only the final model)")
     lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters on the policy (off by default); the reference is then the "
                                        "policy with its adapter disabled, and final/ holds the merged model")
+    mixed_precision: str = F("no", "autocast for sampling, scoring and training: no, bf16 or fp16 (bf16 on GPUs)")
 
 
 def local_rows(batch: Sequence[int], dist: Dist) -> list[int]:
@@ -142,7 +143,7 @@ def ppo_update(s: Setup, ac: torch.nn.Module, opt: Any, rollout, old, adv: torch
 def run(cfg: PPOConfig) -> dict:
     t0 = time.time()
     seed_everything(cfg.seed)
-    acc = accelerator_for(cfg.device)
+    acc = accelerator_for(cfg.device, cfg.mixed_precision)
     run_dir = RunDir.create(cfg.out or "runs/ppo", cfg)
     s = setup(cfg.policy, cfg.reward_model, cfg.rollout, cfg.seed, "ppo", cfg.lora, acc)
     policy, tok = s.policy, s.tokenizer

@@ -57,6 +57,7 @@ class ReinforceConfig(RunConfig):
     checkpoint_every: int = F(20, "iterations between checkpoints (0: only the final model)")
     lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters on the policy (off by default); the reference is then the "
                                        "policy with its adapter disabled, and final/ holds the merged model")
+    mixed_precision: str = F("no", "autocast for sampling, scoring and training: no, bf16 or fp16 (bf16 on GPUs)")
 
 
 def baseline(rewards: torch.Tensor, k: int, kind: str) -> torch.Tensor:
@@ -78,7 +79,7 @@ def reinforce_loss(seq_logp: torch.Tensor, advantages: torch.Tensor) -> LossOutp
 def run(cfg: ReinforceConfig) -> dict:
     t0 = time.time()
     seed_everything(cfg.seed)
-    acc = accelerator_for(cfg.device)
+    acc = accelerator_for(cfg.device, cfg.mixed_precision)
     run_dir = RunDir.create(cfg.out or "runs/reinforce", cfg)
     s = setup(cfg.policy, cfg.reward_model, cfg.rollout, cfg.seed, "reinforce", cfg.lora, acc)
     policy, tok = s.policy, s.tokenizer
