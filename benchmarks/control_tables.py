@@ -56,8 +56,8 @@ def query_table(runs: list[dict]) -> list[str]:
         have_b = all(r["random_to_baseline"] is not None for r in sel)
         base = fmt([r["baseline_true_return_mean"] for r in sel]) if have_b else "-"
         ratio = have_b and all(r["of_baseline"] is not None for r in sel)
-        frac = fmt([100 * r["of_baseline"] for r in sel], 0, "%") if ratio else "-"
-        way = fmt([100 * r["random_to_baseline"] for r in sel], 0, "%") if have_b else "-"
+        frac = fmt([100 * r["of_baseline"] for r in sel], 1, "%") if ratio else "-"
+        way = fmt([100 * r["random_to_baseline"] for r in sel], 1, "%") if have_b else "-"
         lines.append(f"| {env} | {query} | {n} | {','.join(str(r['seed']) for r in sel)} | "
                      f"{fmt([r['true_return_mean'] for r in sel])} | {base} | "
                      f"{fmt([r['random_return_mean'] for r in sel])} | {frac} | {way} | {bar_verdict(env, sel)} | "
@@ -97,7 +97,8 @@ def peer_table(root: Path) -> list[str]:
         for env, n, side in sorted({(r["env"], r["comparisons"], r["side"]) for r in rows}):
             sel = [r for r in rows if (r["env"], r["comparisons"], r["side"]) == (env, n, side)]
             steps = sorted({int(r["env_steps"]) for r in sel})
-            lines.append(f"| {env} | {n} | {side} | {len(sel)} | {fmt([r['return'] for r in sel])} | "
+            how = "read from stored summaries" if all("source" in r for r in sel) else "run by the script"
+            lines.append(f"| {env} | {n} | {side} ({how}, {path.name}) | {len(sel)} | {fmt([r['return'] for r in sel])} | "
                          f"{fmt([r['wall_s'] for r in sel], 0)} | {', '.join(map(str, steps))} |")
     return lines
 
