@@ -4,7 +4,8 @@ response depends only on its prompt and the weights (not on which process draws 
 random stream), which lets a 2-process run be compared with a single-process one; a command
 whose first word is `sampled` keeps ordinary sampling. Each process
 appends the prompts it sampled to `prompts-<rank>.txt` and its process count to
-`world-<rank>.txt` in the command's `--out` folder."""
+`world-<rank>.txt` in the command's `--out` folder. Commands are split at `--then` as in
+ddp_driver.py (this script's folder is on sys.path)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from accelerate import PartialState
+from ddp_driver import _split
 
-from ddp_driver import _split  # the same `--then` splitting (this folder is on sys.path)
 from rlhfkit.algos import ppo, reinforce
 from rlhfkit.cli import main
 from rlhfkit.lm import sampling
 
 
-def _greedy_recording(out: Path, rank: int):  # noqa: ANN202
+def _greedy_recording(out: Path, rank: int):
     def generate(model: Any, tok: Any, prompts: list[str], **kwargs: Any) -> Any:
         kwargs.pop("temperature", None)
         with open(out / f"prompts-{rank}.txt", "a") as f:

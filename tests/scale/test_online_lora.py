@@ -8,12 +8,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from online_helpers import make_reward_dir
 from safetensors.torch import load_file
 
-from online_helpers import reward_dir  # noqa: F401 (a fixture)
 from rlhfkit.logging import read_metrics
 
 pytest.importorskip("peft")
+
+
+@pytest.fixture(scope="module")
+def reward_dir(micro_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_reward_dir(micro_lm, tmp_path_factory.mktemp("micro_rm"))
 
 
 def test_reference_is_the_base_model_with_the_adapter_disabled(micro_lm, reward_dir):

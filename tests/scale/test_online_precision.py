@@ -4,11 +4,18 @@ too (with the no-grad passes in fp32 it is off by about 1e-3)."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from online_helpers import reward_dir  # noqa: F401 (a fixture)
+import pytest
+from online_helpers import make_reward_dir
+
 from rlhfkit.cli import main
 from rlhfkit.logging import read_metrics
+
+
+@pytest.fixture(scope="module")
+def reward_dir(micro_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_reward_dir(micro_lm, tmp_path_factory.mktemp("micro_rm"))
 
 
 def test_ppo_bf16_old_and_new_logprobs_agree_at_the_first_step(micro_lm, reward_dir, tmp_path):

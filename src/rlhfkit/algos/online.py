@@ -11,23 +11,36 @@ With one process every collective is skipped, so a plain run computes what it al
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ContextManager, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from accelerate import Accelerator, DistributedType
 from safetensors.torch import load_file
 
-from rlhfkit.algos.rollout import PromptStream, ResponseStats, RewardModel, frozen_copy, response_forward
+from rlhfkit.algos.rollout import (
+    PromptStream,
+    ResponseStats,
+    RewardModel,
+    frozen_copy,
+    response_forward,
+)
 from rlhfkit.config import F
 from rlhfkit.errors import UserError
 from rlhfkit.lm.models import LoRAConfig, load_policy, with_lora
 from rlhfkit.lm.sampling import load_prompts
 from rlhfkit.logging import get_logger
 from rlhfkit.ops.kl import AdaptiveKLController, FixedKLController
-from rlhfkit.runtime import RunDir, load_trainer_state, rng_state, save_checkpoint, set_rng_state
+from rlhfkit.runtime import (
+    RunDir,
+    load_trainer_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from rlhfkit.tasks.gold import GoldScorer
 from rlhfkit.tasks.reviews import item_of
 from rlhfkit.types import Rollout
@@ -143,7 +156,7 @@ class Setup:
                             f"number of processes ({self.dist.world})")
         return self.dist.shard(self.prompts.next(n))
 
-    def autocast(self) -> ContextManager[None]:
+    def autocast(self) -> AbstractContextManager[None]:
         """The accelerator's mixed precision for the no-grad passes (sampling, old and reference
         log-probs, scores), so they run at the precision the prepared training forward runs at."""
         return self.dist.acc.autocast() if self.dist.acc is not None else nullcontext()
