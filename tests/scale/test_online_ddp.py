@@ -78,7 +78,8 @@ def runs(micro_lm: Path, reward_dir: Path, tmp_path_factory: pytest.TempPathFact
           "--main_process_port", str(_free_port()), str(DRIVER), *both("ddp"),
           *_resume_argv(micro_lm, reward_dir, tmp / "whole", 4),
           *_resume_argv(micro_lm, reward_dir, tmp / "resumed", 3),  # stops after 3, checkpoint at 2
-          *_resume_argv(micro_lm, reward_dir, tmp / "resumed", 4, resume=True)])
+          *_resume_argv(micro_lm, reward_dir, tmp / "resumed", 4, resume=True),
+          *_resume_argv(micro_lm, reward_dir, tmp / "lora", 2), "--set", "lora.enabled=true", "--set", "lora.r=4"])
     _run([sys.executable, str(DRIVER), *both("single")])
     return tmp
 
@@ -122,3 +123,14 @@ def test_online_ddp_resume_restores_each_process_rng(runs):
         assert torch.equal(a[name], b[name]), name
     va, vb = (load_file(str(run / "value_head" / "value_head.safetensors")) for run in (whole, resumed))
     assert all(torch.equal(va[k], vb[k]) for k in va)
+
+
+def test_online_ddp_with_lora(runs, micro_lm):
+    """LoRA under DDP (each process computes its reference with the adapter switched off): the run
+    completes on 2 processes, only the adapted layers move, and final/ is merged."""
+    run = runs / "lora"
+    assert [(run / f"world-{r}.txt").read_text() for r in (0, 1)] == ["2", "2"]
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2]
+    base, tuned = load_file(str(micro_lm / "model.safetensors")), load_file(str(run / "final" / "model.safetensors"))
+    changed = {k for k in base if not torch.equal(base[k], tuned[k])}
+    assert changed and all("c_attn.weight" in k for k in changed), changed
