@@ -196,6 +196,12 @@ def setup(policy_path: str | None, rm_path: str | None, rcfg: RolloutConfig, see
     return Setup(policy, tok, ref, reward, PromptStream(prompts, seed), gold, Dist(acc))
 
 
+def per_process(n: int, world: int) -> str:
+    """How many of `n` items each of `world` processes holds: "4", or "3-4" when they differ."""
+    lo, hi = n // world, -(-n // world)
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
 def batch_accounting(rows: list[tuple[str, Any]]) -> str:
     width = max(len(k) for k, _ in rows)
     lines = ["batch accounting:"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]

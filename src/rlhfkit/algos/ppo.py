@@ -31,6 +31,7 @@ from rlhfkit.algos.online import (
     checkpoint,
     gold_metrics,
     kl_controller,
+    per_process,
     resume,
     setup,
 )
@@ -159,7 +160,7 @@ def run(cfg: PPOConfig) -> dict:
     s.train_module, opt = acc.prepare(ac, opt)
     B, W = cfg.rollout.batch_prompts, s.dist.world
     log.info(batch_accounting([
-        ("processes", W), ("prompts per rollout batch (global)", B), ("prompts per process", f"{B // W}-{-(-B // W)}"),
+        ("processes", W), ("prompts per rollout batch (global)", B), ("prompts per process", per_process(B, W)),
         ("samples per rollout batch", B), ("response tokens per rollout batch (max)", B * cfg.rollout.max_new_tokens),
         ("samples per minibatch / optimizer step (global)", cfg.minibatch),
         ("optimizer steps per rollout batch", cfg.ppo_epochs * -(-B // cfg.minibatch)),

@@ -27,6 +27,7 @@ from rlhfkit.algos.online import (
     checkpoint,
     gold_metrics,
     kl_controller,
+    per_process,
     resume,
     setup,
 )
@@ -91,7 +92,8 @@ def run(cfg: ReinforceConfig) -> dict:
     s.train_module, opt = acc.prepare(policy, opt)
     k, B, W = cfg.samples_per_prompt, cfg.rollout.batch_prompts, s.dist.world
     log.info(batch_accounting([("processes", W), ("prompts per rollout batch (global)", B),
-                               ("prompts per process", f"{B // W}-{-(-B // W)}"), ("samples per rollout batch", B * k),
+                               ("prompts per process", per_process(B, W)), ("samples per prompt", k),
+                               ("samples per rollout batch", B * k),
                                ("response tokens per rollout batch (max)", B * k * cfg.rollout.max_new_tokens),
                                ("optimizer steps per rollout batch", 1), ("rollout batches", cfg.iterations)]))
     history = earlier_history(run_dir, start)
