@@ -50,7 +50,7 @@ def _ours_fit(model, tok, n: int, loss_fn, steps: int, precision: str, lr: float
 
     stamps: list[float] = []
     cfg = OptimConfig(lr=lr, batch_size=BATCH_PAIRS, max_steps=steps, checkpoint_every=0, log_every=10_000,
-                      mixed_precision="bf16" if precision == "bf16" else "no", warmup_frac=0.0)
+                      mixed_precision="bf16" if precision == "bf16" else "fp32", warmup_frac=0.0)
     with tempfile.TemporaryDirectory() as d, MetricsLogger(None, []) as logger:
         fit(RunDir(Path(d)), model, tok, n, loss_fn, cfg, 0, logger, "bench", device="cpu",
             on_step=lambda step: stamps.append(time.perf_counter()) or {})
@@ -116,7 +116,8 @@ def _ours_online(assets: Path, a: argparse.Namespace, kind: str) -> dict:
                                max_new_tokens=RL_NEW_TOKENS, rm_max_len=MAX_LEN)
             cfg = PPOConfig(policy=str(assets / "policy"), reward_model=str(assets / "rm"), rollout=rc,
                             kl=KLConfig(beta=RL_BETA), iterations=n_iter, ppo_epochs=1,
-                            minibatch=RL_PROMPTS * RL_COMPLETIONS, checkpoint_every=0, out=d, device="cpu")
+                            minibatch=RL_PROMPTS * RL_COMPLETIONS, checkpoint_every=0, out=d, device="cpu",
+                            mixed_precision="bf16" if a.precision == "bf16" else "fp32")
             per_iter = RL_PROMPTS * RL_COMPLETIONS
         else:
             from rlhfkit.algos.reinforce import ReinforceConfig, run
@@ -125,7 +126,8 @@ def _ours_online(assets: Path, a: argparse.Namespace, kind: str) -> dict:
                                max_new_tokens=RL_NEW_TOKENS, rm_max_len=MAX_LEN)
             cfg = ReinforceConfig(policy=str(assets / "policy"), reward_model=str(assets / "rm"), rollout=rc,
                                   kl=KLConfig(beta=RL_BETA), samples_per_prompt=RL_COMPLETIONS,
-                                  iterations=n_iter, checkpoint_every=0, out=d, device="cpu")
+                                  iterations=n_iter, checkpoint_every=0, out=d, device="cpu",
+                                  mixed_precision="bf16" if a.precision == "bf16" else "fp32")
             per_iter = RL_PROMPTS * RL_COMPLETIONS
         run(cfg)
     rate, dt = _rate(stamps[:n_iter], a.warmup, per_iter)

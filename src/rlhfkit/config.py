@@ -115,7 +115,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected true/false, got {value!r}")
         return value
     if hint is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a string, got {value!r} (YAML reads a bare yes/no/on/off as "
+                              f"true/false: quote it, e.g. {where}='\"no\"')")
+        if not isinstance(value, (str, int, float)):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return str(value)
     return value

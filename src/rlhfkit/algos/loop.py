@@ -46,7 +46,7 @@ class OptimConfig:
     max_steps: int = F(0, "stop after this many steps (0: run the epochs)")
     checkpoint_every: int = F(200, "steps between checkpoints (0: only at the end)")
     log_every: int = F(10, "steps between metric lines")
-    mixed_precision: str = F("no", "autocast: no, bf16 or fp16 (bf16 on GPUs; on CPUs only those with bf16 units gain)")
+    mixed_precision: str = F("fp32", "autocast: fp32 (none), bf16 or fp16 (bf16 on GPUs; on CPUs only those with bf16 units gain)")
     gradient_checkpointing: bool = F(False, "recompute activations in the backward pass: less memory, ~30% more compute")
     fused_adamw: bool = F(True, "one fused AdamW kernel for all parameters (torch's `fused=True`) where supported")
 
@@ -56,9 +56,12 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def accelerator_for(device: str, mixed_precision: str = "no") -> Accelerator:
+def accelerator_for(device: str, mixed_precision: str = "fp32") -> Accelerator:
+    """The run's accelerator. `mixed_precision` is fp32 (accelerate's "no"), bf16 or fp16; `no`
+    is accepted too, and YAML's reading of a bare `no` as false as well."""
+    mixed_precision = {"fp32": "no", False: "no", "no": "no"}.get(mixed_precision, mixed_precision)
     if mixed_precision not in ("no", "bf16", "fp16"):
-        raise UserError(f"optim.mixed_precision={mixed_precision!r}: use no, bf16 or fp16")
+        raise UserError(f"mixed_precision={mixed_precision!r}: use fp32, bf16 or fp16")
     from accelerate.state import AcceleratorState
 
     if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:

@@ -202,12 +202,6 @@ def per_process(n: int, world: int) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
-def batch_accounting(rows: list[tuple[str, Any]]) -> str:
-    width = max(len(k) for k, _ in rows)
-    lines = ["batch accounting:"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
-    return "\n".join(lines)
-
-
 class FailureSigns:
     """Plain-words warnings on the known ways RLHF runs go wrong (each said at most 3 times)."""
 

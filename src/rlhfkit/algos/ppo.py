@@ -27,7 +27,6 @@ from rlhfkit.algos.online import (
     KLConfig,
     RolloutConfig,
     Setup,
-    batch_accounting,
     checkpoint,
     gold_metrics,
     kl_controller,
@@ -37,9 +36,11 @@ from rlhfkit.algos.online import (
 )
 from rlhfkit.algos.rollout import (
     ActorCritic,
+    ResponseStats,
     RewardNormalizer,
     ValueHead,
     actor_critic_forward,
+    detached,
     response_forward,
     take,
 )
@@ -47,7 +48,7 @@ from rlhfkit.config import F, RunConfig
 from rlhfkit.lm.data import minibatches
 from rlhfkit.lm.models import LoRAConfig, merged, save_model
 from rlhfkit.lm.sampling import generate
-from rlhfkit.logging import MetricsLogger, get_logger, progress, read_metrics
+from rlhfkit.logging import MetricsLogger, batch_accounting, get_logger, progress, read_metrics
 from rlhfkit.ops.advantages import gae, whiten
 from rlhfkit.ops.kl import kl_penalized_rewards
 from rlhfkit.ops.logprobs import masked_mean
@@ -78,7 +79,7 @@ class PPOConfig(RunConfig):
     checkpoint_every: int = F(20, "iterations between checkpoints (0: only the final model)")
     lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters on the policy (off by default); the reference is then the "
                                        "policy with its adapter disabled, and final/ holds the merged model")
-    mixed_precision: str = F("no", "autocast for sampling, scoring and training: no, bf16 or fp16 (bf16 on GPUs)")
+    mixed_precision: str = F("fp32", "autocast for sampling, scoring and training: fp32 (none), bf16 or fp16 (bf16 on GPUs)")
 
 
 def local_rows(batch: Sequence[int], dist: Dist) -> list[int]:
@@ -110,10 +111,15 @@ def _backward_step(s: Setup, ac: torch.nn.Module, opt: Any, loss: torch.Tensor, 
     opt.step()
 
 
+def _single_step(cfg: PPOConfig) -> bool:
+    return cfg.ppo_epochs == 1 and cfg.minibatch >= cfg.rollout.batch_prompts
+
+
 def ppo_update(s: Setup, ac: torch.nn.Module, opt: Any, rollout, old, adv: torch.Tensor, returns: torch.Tensor,
-               cfg: PPOConfig, it: int) -> dict[str, float]:
+               cfg: PPOConfig, it: int, first: ResponseStats | None = None) -> dict[str, float]:
     """Several epochs of clipped-surrogate minibatch steps on one rollout batch.
 
+    `first`: the whole rollout's forward, already run with gradients (one epoch, one minibatch).
     In a distributed run the minibatches are drawn from the global batch; each process steps on
     its rows, its token-mean loss weighted by W * (its tokens / the minibatch's tokens), so DDP's
     gradient average is the global minibatch's token-mean gradient (a process with no rows runs
@@ -124,9 +130,11 @@ def ppo_update(s: Setup, ac: torch.nn.Module, opt: Any, rollout, old, adv: torch
         for batch in minibatches(cfg.rollout.batch_prompts, cfg.minibatch, cfg.seed + it, epoch):
             idx = local_rows(batch, d)
             rows = idx or [0]
-            sub = take(rollout, rows)
-            new = actor_critic_forward(ac, sub, with_entropy=True)
             i = torch.tensor(rows, device=mask.device)
+            if first is not None:  # `first` covers every row: its forward (with grad) is this step's
+                new = ResponseStats(first.logp[i], first.entropy[i], first.values[i])
+            else:
+                new = actor_critic_forward(ac, take(rollout, rows), with_entropy=True)
             pg = ppo_clip(new.logp, old.logp[i], adv[i], mask[i], cfg.clip)
             vl = value_loss(new.values, old.values[i], returns[i], mask[i], cfg.value_clip or None)
             loss = pg.loss + cfg.vf_coef * vl.loss
@@ -200,9 +208,14 @@ def ppo_iteration(s: Setup, policy, tok, value_head: ValueHead, opt, kl_ctl, nor
     """One rollout batch (this process's share of it) and the PPO epochs on it."""
     rc, d = cfg.rollout, s.dist
     prompts = s.next_prompts(rc.batch_prompts)
+    ac = s.train_module if s.train_module is not None else ActorCritic(policy, value_head)
     with torch.no_grad(), s.autocast():
         rollout = generate(policy, tok, prompts, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature)
-        old = response_forward(policy, rollout, value_head)
+    # With one epoch of one minibatch, the policy that sampled is the one being updated: the
+    # training forward's detached values are the "old" ones, and a second forward is saved.
+    first = actor_critic_forward(ac, rollout, with_entropy=True) if _single_step(cfg) else None
+    with torch.no_grad(), s.autocast():
+        old = response_forward(policy, rollout, value_head) if first is None else detached(first)
         ref = s.reference(rollout)
         raw = s.reward(list(rollout.prompts), list(rollout.responses)).float().to(rollout.ids.device)  # (b,)
     with torch.no_grad():
@@ -212,8 +225,7 @@ def ppo_iteration(s: Setup, policy, tok, value_head: ValueHead, opt, kl_ctl, nor
         adv, returns = gae(rewards, old.values, mask, cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
             adv = whiten_global(adv, mask, d)
-    ac = s.train_module if s.train_module is not None else ActorCritic(policy, value_head)
-    m = ppo_update(s, ac, opt, rollout, old, adv, returns, cfg, it)
+    m = ppo_update(s, ac, opt, rollout, old, adv, returns, cfg, it, first)
     seq_kl = d.mean_metrics({"kl": kl.sum(-1).mean().item()}, len(prompts))["kl"]
     kl_ctl.update(seq_kl, rc.batch_prompts)
     local = {"rollout/score": raw.mean().item(), "rollout/length": mask.sum(-1).mean().item(),

@@ -23,7 +23,6 @@ from rlhfkit.algos.online import (
     KLConfig,
     RolloutConfig,
     Setup,
-    batch_accounting,
     checkpoint,
     gold_metrics,
     kl_controller,
@@ -36,7 +35,7 @@ from rlhfkit.algos.rollout import RewardNormalizer, response_forward
 from rlhfkit.config import F, RunConfig
 from rlhfkit.lm.models import LoRAConfig, merged, save_model
 from rlhfkit.lm.sampling import generate
-from rlhfkit.logging import MetricsLogger, get_logger, progress
+from rlhfkit.logging import MetricsLogger, batch_accounting, get_logger, progress
 from rlhfkit.ops.kl import kl_estimate
 from rlhfkit.ops.losses import LossOutput
 from rlhfkit.runtime import RunDir, seed_everything
@@ -58,7 +57,7 @@ class ReinforceConfig(RunConfig):
     checkpoint_every: int = F(20, "iterations between checkpoints (0: only the final model)")
     lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters on the policy (off by default); the reference is then the "
                                        "policy with its adapter disabled, and final/ holds the merged model")
-    mixed_precision: str = F("no", "autocast for sampling, scoring and training: no, bf16 or fp16 (bf16 on GPUs)")
+    mixed_precision: str = F("fp32", "autocast for sampling, scoring and training: fp32 (none), bf16 or fp16 (bf16 on GPUs)")
 
 
 def baseline(rewards: torch.Tensor, k: int, kind: str) -> torch.Tensor:

@@ -18,7 +18,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhfkit.algos.reward_model import score
-from rlhfkit.lm.data import position_ids
+from rlhfkit.lm.data import keeps_logits, position_ids
 from rlhfkit.lm.models import reward_model_from
 from rlhfkit.ops.logprobs import entropy_from_logits, response_logprobs
 from rlhfkit.types import Rollout
@@ -44,6 +44,12 @@ class ValueHead(nn.Module):
         self.load_state_dict(load_file(str(folder / "value_head.safetensors")))
 
 
+def _keep_from(model: nn.Module, ids: torch.Tensor, start: int) -> dict[str, int]:
+    """`logits_to_keep` for positions start .. T-1 when the model takes it: the LM head (the
+    largest matmul of a small model) then skips the prompt, whose logits no loss reads."""
+    return {"logits_to_keep": ids.shape[1] - start} if keeps_logits(model) else {}
+
+
 class ActorCritic(nn.Module):
     """The policy and its value head as one module (the head reads the policy's backbone), so a
     single DDP/FSDP wrapper syncs the gradients of both."""
@@ -56,8 +62,9 @@ class ActorCritic(nn.Module):
                 start: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and values at positions start .. T-2 (those that choose response tokens)."""
         out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          output_hidden_states=True)
-        return out.logits[:, start:-1], self.value_head(out.hidden_states[-1][:, start:-1])  # (B, R, V), (B, R)
+                          output_hidden_states=True, **_keep_from(self.policy, input_ids, start))
+        logits = out.logits[:, -(input_ids.shape[1] - start):-1]  # (B, R, V): positions start .. T-2
+        return logits, self.value_head(out.hidden_states[-1][:, start:-1])  # (B, R, V), (B, R)
 
 
 @dataclass(frozen=True)
@@ -67,13 +74,19 @@ class ResponseStats:
     values: torch.Tensor | None  # (B, R)
 
 
+def detached(stats: ResponseStats) -> ResponseStats:
+    return ResponseStats(stats.logp.detach(), stats.entropy.detach(),
+                         None if stats.values is None else stats.values.detach())
+
+
 def response_forward(model: PreTrainedModel, rollout: Rollout, value_head: ValueHead | None = None,
                      with_entropy: bool = False) -> ResponseStats:
     """Log-probs (and entropy, values) of the rollout's response tokens under `model`."""
     P = rollout.prompt_len
     out = model(input_ids=rollout.ids, attention_mask=rollout.attention_mask,
-                position_ids=position_ids(rollout.attention_mask), output_hidden_states=value_head is not None)
-    logits = out.logits[:, P - 1:-1]  # (B, R, V)
+                position_ids=position_ids(rollout.attention_mask), output_hidden_states=value_head is not None,
+                **_keep_from(model, rollout.ids, P - 1))
+    logits = out.logits[:, -(rollout.ids.shape[1] - P + 1):-1]  # (B, R, V): positions P-1 .. T-2
     values = value_head(out.hidden_states[-1][:, P - 1:-1]) if value_head is not None else None
     return _stats(logits, values, rollout, with_entropy)
 

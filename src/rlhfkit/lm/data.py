@@ -142,7 +142,7 @@ def token_logprobs(model: PreTrainedModel, ids: torch.Tensor, attention: torch.T
     return response_logprobs(logits, ids[:, 1:])
 
 
-def _keeps_logits(model: PreTrainedModel) -> bool:
+def keeps_logits(model: PreTrainedModel) -> bool:
     """Whether the model's forward takes `logits_to_keep` (transformers' causal LMs do)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "logits_to_keep" in inspect.signature(type(base).forward).parameters
@@ -157,7 +157,7 @@ def sequence_logprob(model: PreTrainedModel, ids: torch.Tensor, attention: torch
     T = ids.shape[1]
     starts = torch.where(response_mask.bool().any(-1), response_mask.long().argmax(-1), T - 1)  # (B,)
     s0 = max(1, int(starts.min()))
-    if not _keeps_logits(model):
+    if not keeps_logits(model):
         lp = token_logprobs(model, ids, attention)  # (B, T-1)
         return (lp * response_mask[:, 1:].to(lp.dtype)).sum(-1)
     out = model(input_ids=ids, attention_mask=attention, position_ids=position_ids(attention),
