@@ -72,6 +72,19 @@ def accelerator_for(device: str, mixed_precision: str = "fp32") -> Accelerator:
                        mixed_precision=mixed_precision)
 
 
+def _refuse_sharded_weights(acc: Accelerator, desc: str) -> None:
+    """FSDP full sharding and ZeRO-3 leave each process a shard of the weights; evaluation and
+    `final/` read the unwrapped model, which would then be a shard. Until the full state dict is
+    gathered for them, stop with a clear error instead of saving a broken model."""
+    from accelerate.utils import DistributedType
+
+    zero3 = acc.state.deepspeed_plugin is not None and acc.state.deepspeed_plugin.zero_stage == 3
+    if acc.distributed_type == DistributedType.FSDP or zero3:
+        raise UserError(f"{desc}: weight sharding (FSDP full shard, DeepSpeed ZeRO-3) is not supported yet: "
+                        "saving and evaluation need the full weights. Use DDP (configs/accelerate/multi_gpu_ddp.yaml) "
+                        "or ZeRO-2 (deepspeed_zero2.yaml), with LoRA or gradient checkpointing for memory")
+
+
 def _adamw(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     """AdamW, no weight decay on biases and norms. `fused` runs one kernel per step for all
     parameters instead of a dozen per tensor (supported for CPU and CUDA float tensors)."""
@@ -158,6 +171,7 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     if n_examples == 0:
         raise UserError(f"{desc}: no training examples")
     acc = accelerator or accelerator_for(device, cfg.mixed_precision)
+    _refuse_sharded_weights(acc, desc)
     spe = max(1, math.ceil(n_examples / cfg.batch_size))
     total = cfg.max_steps or max(1, int(round(cfg.epochs * spe)))
     if cfg.gradient_checkpointing:
