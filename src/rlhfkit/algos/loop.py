@@ -93,7 +93,12 @@ def _adamw(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     kinds = {p.device.type for p in decay + no_decay}
     fused = cfg.fused_adamw and kinds <= {"cpu", "cuda"} and all(p.dtype.is_floating_point for p in decay + no_decay)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=fused or None)
+    if fused:
+        try:
+            return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=True)
+        except (RuntimeError, ValueError):  # torch < 2.4 fuses on CUDA only
+            log.info("fused AdamW is not available here; using the per-tensor one")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
 
 
 def _schedule(opt: torch.optim.Optimizer, cfg: OptimConfig, total: int) -> torch.optim.lr_scheduler.LambdaLR:
