@@ -68,7 +68,10 @@ def shared_forward(model: Any, b: SharedPromptBatch, prompt_kwargs: dict | None 
     out_p = model(input_ids=b.prompt_ids, attention_mask=b.prompt_mask, position_ids=p_pos, use_cache=True,
                   **(prompt_kwargs or {}))
     cache = out_p.past_key_values
-    cache.batch_repeat_interleave(2)
+    if isinstance(cache, tuple):  # older transformers: ((key, value) per layer)
+        cache = tuple(tuple(t.repeat_interleave(2, dim=0) for t in layer) for layer in cache)
+    else:
+        cache.batch_repeat_interleave(2)
     R = b.response_ids.shape[1]
     r_pos = p_len.repeat_interleave(2).unsqueeze(1) + torch.arange(R, device=p_len.device)  # (2B, R)
     mask = torch.cat([b.prompt_mask.repeat_interleave(2, dim=0), b.response_mask], dim=1)  # (2B, P + R)
@@ -89,7 +92,9 @@ def shared_logprobs(model: Any, b: SharedPromptBatch) -> tuple[torch.Tensor, tor
     prompt's last position (left padding puts it last for every row); the rest by the responses'."""
     from rlhfkit.ops.logprobs import response_logprobs
 
-    out_p, out_r = shared_forward(model, b, prompt_kwargs={"logits_to_keep": 1})
+    from rlhfkit.lm.data import keeps_logits
+
+    out_p, out_r = shared_forward(model, b, prompt_kwargs={"logits_to_keep": 1} if keeps_logits(model) else None)
     first = out_p.logits[:, -1:].repeat_interleave(2, dim=0)  # (2B, 1, V)
     logits = torch.cat([first, out_r.logits[:, :-1]], dim=1)  # (2B, R, V): predicts response_ids
     lp = response_logprobs(logits, b.response_ids)  # (2B, R)
