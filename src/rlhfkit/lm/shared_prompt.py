@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
-from rlhfkit.lm.data import EncodedPreference
+from rlhfkit.lm.data import EncodedPreference, keeps_logits
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,6 @@ def shared_logprobs(model: Any, b: SharedPromptBatch) -> tuple[torch.Tensor, tor
     """log pi(y_c|x), log pi(y_r|x), (B,) each. The first response token is predicted by the
     prompt's last position (left padding puts it last for every row); the rest by the responses'."""
     from rlhfkit.ops.logprobs import response_logprobs
-
-    from rlhfkit.lm.data import keeps_logits
 
     out_p, out_r = shared_forward(model, b, prompt_kwargs={"logits_to_keep": 1} if keeps_logits(model) else None)
     first = out_p.logits[:, -1:].repeat_interleave(2, dim=0)  # (2B, 1, V)
