@@ -202,6 +202,25 @@ def per_process(n: int, world: int) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
+def no_dropout(policy: Any, gradient_checkpointing: bool) -> None:
+    """Dropout off: the old and new log-probs must come from one function. Without gradient
+    checkpointing that is eval mode. transformers recomputes activations only in train mode, so
+    with it the policy trains with every dropout probability set to 0 instead."""
+    if not gradient_checkpointing:
+        policy.eval()
+        return
+    base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise UserError(f"gradient_checkpointing is on, but {type(base).__name__} does not support it")
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for module in policy.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):  # Llama-style attention
+            module.attention_dropout = 0.0
+    policy.train()
+
+
 class FailureSigns:
     """Plain-words warnings on the known ways RLHF runs go wrong (each said at most 3 times)."""
 

@@ -22,6 +22,7 @@ import torch
 
 from rlhfkit.algos.loop import accelerator_for
 from rlhfkit.algos.online import (
+    no_dropout,
     Dist,
     FailureSigns,
     KLConfig,
@@ -80,6 +81,7 @@ class PPOConfig(RunConfig):
     lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters on the policy (off by default); the reference is then the "
                                        "policy with its adapter disabled, and final/ holds the merged model")
     mixed_precision: str = F("fp32", "autocast for sampling, scoring and training: fp32 (none), bf16 or fp16 (bf16 on GPUs)")
+    gradient_checkpointing: bool = F(False, "recompute the policy's activations in the backward pass: less memory")
 
 
 def local_rows(batch: Sequence[int], dist: Dist) -> list[int]:
@@ -157,7 +159,7 @@ def run(cfg: PPOConfig) -> dict:
     run_dir = RunDir.create(cfg.out or "runs/ppo", cfg)
     s = setup(cfg.policy, cfg.reward_model, cfg.rollout, cfg.seed, "ppo", cfg.lora, acc)
     policy, tok = s.policy, s.tokenizer
-    policy.eval()  # dropout off: the old and new log-probs must come from the same function
+    no_dropout(policy, cfg.gradient_checkpointing)
     value_head = ValueHead(policy.config.hidden_size).to(acc.device)
     ac = ActorCritic(policy, value_head)
     opt = torch.optim.Adam([p for p in ac.parameters() if p.requires_grad], lr=cfg.lr, eps=1e-5)

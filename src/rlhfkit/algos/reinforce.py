@@ -19,6 +19,7 @@ import torch
 
 from rlhfkit.algos.loop import accelerator_for
 from rlhfkit.algos.online import (
+    no_dropout,
     FailureSigns,
     KLConfig,
     RolloutConfig,
@@ -58,6 +59,7 @@ class ReinforceConfig(RunConfig):
     lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters on the policy (off by default); the reference is then the "
                                        "policy with its adapter disabled, and final/ holds the merged model")
     mixed_precision: str = F("fp32", "autocast for sampling, scoring and training: fp32 (none), bf16 or fp16 (bf16 on GPUs)")
+    gradient_checkpointing: bool = F(False, "recompute the policy's activations in the backward pass: less memory")
 
 
 def baseline(rewards: torch.Tensor, k: int, kind: str) -> torch.Tensor:
@@ -83,7 +85,7 @@ def run(cfg: ReinforceConfig) -> dict:
     run_dir = RunDir.create(cfg.out or "runs/reinforce", cfg)
     s = setup(cfg.policy, cfg.reward_model, cfg.rollout, cfg.seed, "reinforce", cfg.lora, acc)
     policy, tok = s.policy, s.tokenizer
-    policy.eval()
+    no_dropout(policy, cfg.gradient_checkpointing)
     opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, eps=1e-5)
     kl_ctl, norm, signs = kl_controller(cfg.kl), RewardNormalizer(), FailureSigns(cfg.rollout.max_new_tokens)
     s.dist.reseed(cfg.seed)
