@@ -18,13 +18,18 @@ from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
 from rlhfkit.feedback.records import Comparison, Ranking, expand_to_comparisons
-from rlhfkit.lm.data import EncodedPreference, collate_preferences, encode_preferences, sequence_logprob
-from rlhfkit.lm.shared_prompt import collate_shared, shared_logprobs
+from rlhfkit.lm.data import (
+    EncodedPreference,
+    collate_preferences,
+    encode_preferences,
+    sequence_logprob,
+)
 from rlhfkit.lm.models import LoRAConfig, load_policy, merged, save_model, with_lora
+from rlhfkit.lm.shared_prompt import collate_shared, shared_logprobs
 from rlhfkit.logging import MetricsLogger, get_logger, progress
 from rlhfkit.ops.losses import LossOutput, dpo
 from rlhfkit.runtime import RunDir, seed_everything
-from rlhfkit.types import PreferenceBatch, batch_to
+from rlhfkit.types import batch_to
 
 log = get_logger(__name__)
 
@@ -48,7 +53,7 @@ def pair_sequence_logprobs(model, enc: Sequence[EncodedPreference], pad_id: int,
     (`lm.shared_prompt`), or, if the pair's prompts were cut differently, one forward over both
     full sequences."""
     if share_prompt and (sb := collate_shared(enc, pad_id)) is not None:
-        return shared_logprobs(model, sb.to(model.device))
+        return shared_logprobs(model, batch_to(sb, model.device))
     b = batch_to(collate_preferences(enc, pad_id), model.device)
     T = max(b.chosen_ids.shape[1], b.rejected_ids.shape[1])
 

@@ -57,9 +57,8 @@ def is_main_process() -> bool:
 
 
 def accelerator_for(device: str, mixed_precision: str = "fp32") -> Accelerator:
-    """The run's accelerator. `mixed_precision` is fp32 (accelerate's "no"), bf16 or fp16; `no`
-    is accepted too, and YAML's reading of a bare `no` as false as well."""
-    mixed_precision = {"fp32": "no", False: "no", "no": "no"}.get(mixed_precision, mixed_precision)
+    """The run's accelerator. `mixed_precision` is fp32 (accelerate's "no", also accepted), bf16 or fp16."""
+    mixed_precision = "no" if mixed_precision == "fp32" else mixed_precision
     if mixed_precision not in ("no", "bf16", "fp16"):
         raise UserError(f"mixed_precision={mixed_precision!r}: use fp32, bf16 or fp16")
     from accelerate.state import AcceleratorState

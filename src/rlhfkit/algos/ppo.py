@@ -22,7 +22,6 @@ import torch
 
 from rlhfkit.algos.loop import accelerator_for
 from rlhfkit.algos.online import (
-    no_dropout,
     Dist,
     FailureSigns,
     KLConfig,
@@ -31,6 +30,7 @@ from rlhfkit.algos.online import (
     checkpoint,
     gold_metrics,
     kl_controller,
+    no_dropout,
     per_process,
     resume,
     setup,
@@ -49,7 +49,13 @@ from rlhfkit.config import F, RunConfig
 from rlhfkit.lm.data import minibatches
 from rlhfkit.lm.models import LoRAConfig, merged, save_model
 from rlhfkit.lm.sampling import generate
-from rlhfkit.logging import MetricsLogger, batch_accounting, get_logger, progress, read_metrics
+from rlhfkit.logging import (
+    MetricsLogger,
+    batch_accounting,
+    get_logger,
+    progress,
+    read_metrics,
+)
 from rlhfkit.ops.advantages import gae, whiten
 from rlhfkit.ops.kl import kl_penalized_rewards
 from rlhfkit.ops.logprobs import masked_mean

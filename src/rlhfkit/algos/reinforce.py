@@ -19,7 +19,6 @@ import torch
 
 from rlhfkit.algos.loop import accelerator_for
 from rlhfkit.algos.online import (
-    no_dropout,
     FailureSigns,
     KLConfig,
     RolloutConfig,
@@ -27,6 +26,7 @@ from rlhfkit.algos.online import (
     checkpoint,
     gold_metrics,
     kl_controller,
+    no_dropout,
     per_process,
     resume,
     setup,

@@ -26,8 +26,12 @@ from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
 from rlhfkit.feedback.records import Comparison, Ranking, Rating, expand_to_comparisons
-from rlhfkit.lm.data import EncodedPreference, encode_pairs, encode_preferences, pad_right
-from rlhfkit.lm.shared_prompt import collate_shared, shared_rewards
+from rlhfkit.lm.data import (
+    EncodedPreference,
+    encode_pairs,
+    encode_preferences,
+    pad_right,
+)
 from rlhfkit.lm.models import (
     LoRAConfig,
     merged,
@@ -35,11 +39,13 @@ from rlhfkit.lm.models import (
     save_model,
     with_lora,
 )
+from rlhfkit.lm.shared_prompt import collate_shared, shared_rewards
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import LossOutput, bradley_terry, rating_regression
 from rlhfkit.runtime import RunDir, seed_everything
 from rlhfkit.tasks.gold import GoldScorer
 from rlhfkit.tasks.reviews import item_of
+from rlhfkit.types import batch_to
 
 log = get_logger(__name__)
 
@@ -127,7 +133,7 @@ def pair_rewards(model, batch: Sequence[EncodedPreference], pad_id: int, share_p
     (`lm.shared_prompt`), or both full sequences padded together in one forward."""
     dev = model.device
     if share_prompt and (sb := collate_shared(batch, pad_id)) is not None:
-        return shared_rewards(model, sb.to(dev))
+        return shared_rewards(model, batch_to(sb, dev))
     ids, att = pad_right([e.chosen[0] for e in batch] + [e.rejected[0] for e in batch], pad_id)
     r = model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits[:, 0]  # (2B,)
     return r[: len(batch)], r[len(batch):]

@@ -13,7 +13,12 @@ from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
 from rlhfkit.feedback.records import Demonstration
-from rlhfkit.lm.data import collate_sft, encode_demonstrations, sft_batch, token_logprobs
+from rlhfkit.lm.data import (
+    collate_sft,
+    encode_demonstrations,
+    sft_batch,
+    token_logprobs,
+)
 from rlhfkit.lm.models import LoRAConfig, load_policy, merged, save_model, with_lora
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import sft_nll

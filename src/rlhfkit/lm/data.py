@@ -7,6 +7,7 @@ real tokens (`attention`) and response tokens (`response`, EOS included).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 from dataclasses import dataclass
@@ -145,7 +146,13 @@ def token_logprobs(model: PreTrainedModel, ids: torch.Tensor, attention: torch.T
 def keeps_logits(model: PreTrainedModel) -> bool:
     """Whether the model's forward takes `logits_to_keep` (transformers' causal LMs do)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(type(base).forward).parameters
+    return _forward_takes_logits_to_keep(type(base))
+
+
+@functools.cache
+def _forward_takes_logits_to_keep(cls: type) -> bool:
+    """Read once per model class: every forward pass asks."""
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
 
 
 def sequence_logprob(model: PreTrainedModel, ids: torch.Tensor, attention: torch.Tensor,

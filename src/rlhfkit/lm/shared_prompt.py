@@ -31,10 +31,6 @@ class SharedPromptBatch:
     response_ids: torch.Tensor  # (2B, R), right-padded; rows 2i, 2i+1 = chosen, rejected of pair i
     response_mask: torch.Tensor  # (2B, R)
 
-    def to(self, device: torch.device | str) -> "SharedPromptBatch":
-        return SharedPromptBatch(*(t.to(device) for t in (self.prompt_ids, self.prompt_mask, self.response_ids,
-                                                           self.response_mask)))
-
 
 def collate_shared(encoded: Sequence[EncodedPreference], pad_id: int) -> SharedPromptBatch | None:
     """The batch, or None when some pair's two sequences do not start with the same prompt ids
