@@ -108,7 +108,8 @@ def model_flops(meta: dict) -> dict[str, float]:
     """FLOPs per pair (Kaplan/PaLM accounting: 6 N per trained token, 2 N per forward-only token,
     attention 12 L d T per trained token; the LM head only where a loss reads logits, the
     response tokens). `*_full`: two full sequences per pair, as TRL runs them; `*_ours`: what
-    our trainers execute, the prompt once and both responses (P + 2R tokens)."""
+    our trainers execute, the prompt once and both responses (P + 2R tokens), and for the
+    reward model the last block's feed-forward at the two scored tokens only."""
     n_block = 12 * N_LAYER * D_MODEL ** 2
     T, R = meta["mean_tokens"] + 1, meta["mean_response_tokens"]  # + EOS
     P = T - R
@@ -117,7 +118,7 @@ def model_flops(meta: dict) -> dict[str, float]:
     out = {}
     for name, tokens in (("full", 2 * T), ("ours", P + 2 * R)):
         train = tokens * per_tok_train
-        out[f"rm_{name}"] = train
+        out[f"rm_{name}"] = train - (6 * 8 * D_MODEL ** 2 * (tokens - 2) if name == "ours" else 0)
         out[f"dpo_{name}"] = train + 2 * head_train + (train + 2 * head_train) / 3  # + reference forward
     return out
 

@@ -39,6 +39,7 @@ from rlhfkit.lm.models import (
     save_model,
     with_lora,
 )
+from rlhfkit.lm.scored_position import feed_forward_at, scored_index
 from rlhfkit.lm.shared_prompt import collate_shared, shared_rewards
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import LossOutput, bradley_terry, rating_regression
@@ -80,7 +81,7 @@ def score(model, tok, prompts: Sequence[str], responses: Sequence[str], max_len:
     for i in range(0, len(prompts), batch_size):
         enc = encode_pairs(tok, prompts[i:i + batch_size], responses[i:i + batch_size], max_len)
         ids, att = pad_right([e[0] for e in enc], tok.pad_token_id)
-        out.append(model(input_ids=ids.to(model.device), attention_mask=att.to(model.device)).logits[:, 0].float().cpu())
+        out.append(scalar_scores(model, ids.to(model.device), att.to(model.device)).float().cpu())
     model.train()
     return torch.cat(out) if out else torch.zeros(0)
 
@@ -135,8 +136,15 @@ def pair_rewards(model, batch: Sequence[EncodedPreference], pad_id: int, share_p
     if share_prompt and (sb := collate_shared(batch, pad_id)) is not None:
         return shared_rewards(model, batch_to(sb, dev))
     ids, att = pad_right([e.chosen[0] for e in batch] + [e.rejected[0] for e in batch], pad_id)
-    r = model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits[:, 0]  # (2B,)
+    r = scalar_scores(model, ids.to(dev), att.to(dev))  # (2B,)
     return r[: len(batch)], r[len(batch):]
+
+
+def scalar_scores(model, ids: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+    """r(x, y) of right-padded sequences (N, T) -> (N,); the last block's feed-forward runs at
+    the scored position only (`lm.scored_position`)."""
+    with feed_forward_at(model, scored_index(ids, model.config.pad_token_id)):
+        return model(input_ids=ids, attention_mask=att).logits[:, 0]
 
 
 def bt_loss_fn(model, tok, train: list[Comparison], max_len: int, share_prompt: bool = True
@@ -159,7 +167,7 @@ def ratings_loss_fn(model, tok, train: list[Rating], max_len: int) -> Callable[[
     def loss_fn(idx: list[int]) -> LossOutput:
         ids, att = pad_right([enc[i][0] for i in idx], tok.pad_token_id)
         dev = model.device
-        pred = model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits[:, 0]  # (B,)
+        pred = scalar_scores(model, ids.to(dev), att.to(dev))  # (B,)
         return rating_regression(pred, torch.tensor([train[i].score for i in idx], dtype=torch.float32, device=dev))
     return loss_fn
 

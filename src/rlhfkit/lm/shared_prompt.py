@@ -16,12 +16,14 @@ whose forward takes `past_key_values` (causal LMs and their sequence-classificat
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
 from rlhfkit.lm.data import EncodedPreference, keeps_logits
+from rlhfkit.lm.scored_position import feed_forward_at, scored_index
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,15 @@ def collate_shared(encoded: Sequence[EncodedPreference], pad_id: int) -> SharedP
 
 
 def shared_forward(model: Any, b: SharedPromptBatch, prompt_kwargs: dict | None = None,
-                   response_kwargs: dict | None = None) -> tuple[Any, Any]:
-    """(prompt output, response output) of the two forwards described above."""
+                   response_kwargs: dict | None = None, scalar_head: bool = False) -> tuple[Any, Any]:
+    """(prompt output, response output) of the two forwards described above. `scalar_head`:
+    only the responses' scored positions are read, so the last block's feed-forward runs there
+    only, and not at all in the prompt pass (`lm.scored_position`)."""
     p_len = b.prompt_mask.sum(-1)  # (B,)
     p_pos = (b.prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
-    out_p = model(input_ids=b.prompt_ids, attention_mask=b.prompt_mask, position_ids=p_pos, use_cache=True,
-                  **(prompt_kwargs or {}))
+    with feed_forward_at(model, None) if scalar_head else nullcontext():
+        out_p = model(input_ids=b.prompt_ids, attention_mask=b.prompt_mask, position_ids=p_pos, use_cache=True,
+                      **(prompt_kwargs or {}))
     cache = out_p.past_key_values
     if isinstance(cache, tuple):  # older transformers: ((key, value) per layer)
         cache = tuple(tuple(t.repeat_interleave(2, dim=0) for t in layer) for layer in cache)
@@ -71,14 +76,16 @@ def shared_forward(model: Any, b: SharedPromptBatch, prompt_kwargs: dict | None 
     R = b.response_ids.shape[1]
     r_pos = p_len.repeat_interleave(2).unsqueeze(1) + torch.arange(R, device=p_len.device)  # (2B, R)
     mask = torch.cat([b.prompt_mask.repeat_interleave(2, dim=0), b.response_mask], dim=1)  # (2B, P + R)
-    out_r = model(input_ids=b.response_ids, attention_mask=mask, position_ids=r_pos, past_key_values=cache,
-                  use_cache=True, **(response_kwargs or {}))
+    scored = scored_index(b.response_ids, model.config.pad_token_id) if scalar_head else None
+    with feed_forward_at(model, scored) if scalar_head else nullcontext():
+        out_r = model(input_ids=b.response_ids, attention_mask=mask, position_ids=r_pos, past_key_values=cache,
+                      use_cache=True, **(response_kwargs or {}))
     return out_p, out_r
 
 
 def shared_rewards(model: Any, b: SharedPromptBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """r(x, y_c), r(x, y_r), (B,) each, from a scalar-head model (read at the last response token)."""
-    _, out = shared_forward(model, b)
+    _, out = shared_forward(model, b, scalar_head=True)
     r = out.logits[:, 0]  # (2B,)
     return r[0::2], r[1::2]
 
