@@ -1,24 +1,52 @@
 """Expert iteration (Anthony et al. 2017; "rejection-sampling fine-tuning" in the
 RLHF comparisons of Dubois et al. 2023): each round, sample n responses per prompt,
-keep the one the reward model likes best, and fine-tune on those with the SFT loss."""
+keep the one the reward model likes best, and fine-tune on those with the SFT loss.
+
+Under `accelerate launch` the round's prompts are a global batch: process r samples
+prompts r, r + W, ... of it (`Setup.next_prompts`, as PPO and REINFORCE do), the chosen
+demonstrations are gathered back into the global order, and every process fine-tunes on
+that same set (`fit` shards each minibatch by rank). One Accelerator serves all rounds.
+Only the main process writes files.
+
+Resume: after each round a checkpoint holds the policy (Hugging Face-native), every
+process's RNG states, the prompt position and the finished rounds' rows; `--resume`
+continues with the next round. A run killed mid-round redoes that round from its start
+state (or, with `optim.checkpoint_every`, continues its fine-tuning from the last
+in-round checkpoint after sampling the same demonstrations again).
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
 
 from rlhfkit.algos.best_of_n import best_of_n
-from rlhfkit.algos.loop import OptimConfig, fit
+from rlhfkit.algos.loop import OptimConfig, accelerator_for, fit
+from rlhfkit.algos.online import Dist, Setup, _load_policy
 from rlhfkit.algos.rollout import PromptStream, RewardModel
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
+from rlhfkit.feedback.formats import write_records
 from rlhfkit.feedback.records import Demonstration
 from rlhfkit.lm.data import sft_batch, token_logprobs
 from rlhfkit.lm.models import load_policy, save_model
 from rlhfkit.lm.sampling import load_prompts
 from rlhfkit.logging import MetricsLogger, get_logger
-from rlhfkit.ops.losses import sft_nll
-from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.ops.logprobs import masked_mean
+from rlhfkit.ops.losses import LossOutput, sft_nll
+from rlhfkit.runtime import (
+    RunDir,
+    load_trainer_state,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
 from rlhfkit.types import batch_to
 
 log = get_logger(__name__)
@@ -29,7 +57,7 @@ class ExpertIterationConfig(RunConfig):
     policy: str | None = F(None, "initial policy (the SFT model)")
     reward_model: str | None = F(None, "reward model that picks the best samples")
     rounds: int = F(3, "sample-select-finetune rounds")
-    prompts_per_round: int = F(256, "prompts sampled each round")
+    prompts_per_round: int = F(256, "prompts sampled each round (global: split between processes)")
     n: int = F(8, "samples per prompt")
     prompts: str | None = F(None, "training prompts file; None: the embedded task's RL prompts")
     n_prompts: int = F(2000, "embedded prompts to draw")
@@ -44,31 +72,111 @@ def run(cfg: ExpertIterationConfig) -> dict:
     if cfg.policy is None or cfg.reward_model is None:
         raise UserError("expert-iter: give --policy PATH and --reward-model PATH")
     seed_everything(cfg.seed)
-    run_dir = RunDir.create(cfg.out or "runs/expert-iter", cfg)
+    acc = accelerator_for(cfg.device, cfg.optim.mixed_precision)
+    dist = Dist(acc)
+    path = cfg.out or "runs/expert-iter"
+    run_dir = RunDir.create(path, cfg) if dist.is_main else RunDir(Path(path))
+    s = _setup(cfg, acc)
+    dist.reseed(cfg.seed)
+    start, rounds = _resume(run_dir, s) if cfg.resume else (0, [])
+    with MetricsLogger(run_dir.path if dist.is_main else None, cfg.log, resume=cfg.resume) as logger:
+        for r in range(start, cfg.rounds):
+            rounds.append(_round(cfg, s, acc, run_dir, logger, r, resume=cfg.resume and r == start))
+            if r + 1 < cfg.rounds:
+                _checkpoint(run_dir, r + 1, s, rounds)
+    acc.wait_for_everyone()
+    summary = {"final": str(run_dir.final), "rounds": rounds, "processes": dist.world, "wall_s": time.time() - t0}
+    if dist.is_main:
+        save_model(s.policy, s.tokenizer, run_dir.final)
+        run_dir.write_summary(summary)
+    return summary
+
+
+def _setup(cfg: ExpertIterationConfig, acc: Accelerator) -> Setup:
+    """Policy, reward model and prompt stream on the accelerator's device (no reference policy:
+    expert iteration has no KL term)."""
     policy, tok = load_policy(cfg.policy)
     reward = RewardModel(cfg.reward_model)
+    policy.to(acc.device)
+    if getattr(reward, "model", None) is not None:
+        reward.model.to(acc.device)
     prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.task_seed, "rl")
-    stream = PromptStream(prompts, cfg.seed)
-    rounds = []
-    with MetricsLogger(run_dir.path, cfg.log) as logger:
-        for r in range(cfg.rounds):
-            batch = stream.next(cfg.prompts_per_round)
-            best, best_scores, all_scores = best_of_n(policy, tok, reward, batch, cfg.n,
-                                                      max_new_tokens=cfg.max_new_tokens)
-            demos = [Demonstration(p, y) for p, y in zip(batch, best) if y.strip()]
-            logger.log({"expert_iter/best_score": best_scores.mean().item(),
-                        "expert_iter/mean_score": all_scores.mean().item()}, r)
-            rounds.append({"round": r, "best_score": best_scores.mean().item(), "mean_score": all_scores.mean().item()})
-            log.info("expert-iter round %d: policy mean score %.3f, best-of-%d %.3f", r, rounds[-1]["mean_score"],
-                     cfg.n, rounds[-1]["best_score"])
+    return Setup(policy, tok, None, reward, PromptStream(prompts, cfg.seed), None, Dist(acc))
 
-            def loss_fn(idx: list[int], demos: list[Demonstration] = demos):
-                b = batch_to(sft_batch(tok, [demos[i] for i in idx], cfg.max_len), policy.device)
-                return sft_nll(token_logprobs(policy, b.input_ids, b.attention_mask), b.loss_mask[:, 1:])
 
-            fit(RunDir(run_dir.path / f"round-{r}"), policy, tok, len(demos), loss_fn, cfg.optim, cfg.seed + r,
-                logger, f"expert-iter round {r}", device=cfg.device)
-    save_model(policy, tok, run_dir.final)
-    summary = {"final": str(run_dir.final), "rounds": rounds, "wall_s": time.time() - t0}
-    run_dir.write_summary(summary)
-    return summary
+def _round(cfg: ExpertIterationConfig, s: Setup, acc: Accelerator, run_dir: RunDir, logger: MetricsLogger,
+           r: int, resume: bool) -> dict[str, Any]:
+    """Sample this process's prompts, keep the best of n, gather, fine-tune on the global set."""
+    mine = s.next_prompts(cfg.prompts_per_round)
+    with torch.no_grad(), s.autocast():
+        best, best_scores, all_scores = best_of_n(s.policy, s.tokenizer, s.reward, mine, cfg.n,
+                                                  max_new_tokens=cfg.max_new_tokens)
+    chosen = interleave(s.dist.gather_objects(list(zip(mine, best))))  # the global batch's order
+    demos = [Demonstration(p, y) for p, y in chosen if y.strip()]
+    row = {"round": r, "best_score": s.dist.gather(best_scores.float().cpu()).mean().item(),
+           "mean_score": s.dist.gather(all_scores.float().cpu().reshape(-1)).mean().item(),
+           "demos": len(demos)}
+    round_dir = RunDir(run_dir.path / f"round-{r}")
+    if s.dist.is_main:
+        write_records(round_dir.path / "demos.jsonl", demos)
+        logger.log({f"expert_iter/{k}": v for k, v in row.items() if k != "round"}, r)
+    log.info("expert-iter round %d: policy mean score %.3f, best-of-%d %.3f, %d demonstrations", r,
+             row["mean_score"], cfg.n, row["best_score"], len(demos))
+    if not demos:
+        raise UserError(f"expert-iter round {r}: every chosen response is empty; raise max_new_tokens")
+    policy, tok = s.policy, s.tokenizer
+
+    def loss_fn(idx: list[int]) -> LossOutput:
+        """The SFT loss, averaged over each demonstration's tokens, then over demonstrations: every
+        chosen response weighs the same, and a step's gradient does not depend on how `fit` splits
+        the batch between processes (a token mean per shard would weight shards by examples, not
+        by tokens, and differ from the single-process step)."""
+        b = batch_to(sft_batch(tok, [demos[i] for i in idx], cfg.max_len), policy.device)
+        mask = b.loss_mask[:, 1:]  # (B, T-1)
+        out = sft_nll(token_logprobs(policy, b.input_ids, b.attention_mask), mask, reduction="none")  # (B, T-1)
+        return LossOutput(masked_mean(out.loss, mask, dim=1).mean(), out.metrics)  # (B,) -> ()
+
+    fit(round_dir, policy, tok, len(demos), loss_fn, cfg.optim, cfg.seed + r, logger, f"expert-iter round {r}",
+        resume=resume, accelerator=acc)
+    acc.free_memory()  # drop this round's DDP wrapper and optimizer; the next round makes fresh ones
+    return row
+
+
+def interleave(parts: list[list[Any]]) -> list[Any]:
+    """Undo `Dist.shard`: process r held items r, r + W, ...; back to one list in the global order."""
+    world = len(parts)
+    out: list[Any] = [None] * sum(len(p) for p in parts)
+    for rank, part in enumerate(parts):
+        out[rank::world] = part
+    return out
+
+
+def _checkpoint(run_dir: RunDir, done: int, s: Setup, rounds: list[dict[str, Any]]) -> None:
+    """`checkpoints/step-<done>/`: the policy, the prompt position, the finished rounds' rows and
+    each process's RNG states (`save_checkpoint` adds the main process's). No optimizer: every
+    round's fine-tuning starts a fresh one. Written by the main process only."""
+    rng_by_rank = s.dist.gather_objects(rng_state())
+    if s.dist.is_main:
+        save_checkpoint(run_dir, done, {"policy": s.policy},
+                        {"prompt_cursor": s.prompts.cursor, "rng_by_rank": rng_by_rank, "rounds": rounds})
+    if s.dist.acc is not None:
+        s.dist.acc.wait_for_everyone()
+
+
+def _resume(run_dir: RunDir, s: Setup) -> tuple[int, list[dict[str, Any]]]:
+    """Restore what `_checkpoint` saved: (rounds done, their rows); (0, []) without a checkpoint.
+    Resumed with another number of processes, each sampling stream is seeded afresh."""
+    ckpt = run_dir.latest_checkpoint()
+    if ckpt is None:
+        log.info("expert-iter: --resume, but %s holds no checkpoint; starting at round 0", run_dir.checkpoints)
+        return 0, []
+    _load_policy(s.policy, ckpt / "policy")
+    state = load_trainer_state(ckpt)
+    s.prompts.cursor = state["prompt_cursor"]
+    by_rank = state["rng_by_rank"]
+    if len(by_rank) == s.dist.world:
+        set_rng_state(by_rank[s.dist.rank])
+    else:
+        s.dist.reseed(int(state["step"]) * 7919 + 1)
+    log.info("resuming from %s (round %d)", ckpt, state["step"])
+    return int(state["step"]), list(state["rounds"])
