@@ -17,7 +17,7 @@ import pytest
 import torch
 from online_helpers import make_reward_dir
 from safetensors.torch import load_file
-from test_online_resume import DRIVER as SEQUENCE  # noqa: I001 - runs `a|b` commands in one process
+from test_online_resume import DRIVER as SEQUENCE
 from test_online_resume import _env
 
 from rlhfkit.algos.expert_iteration import interleave
@@ -26,6 +26,7 @@ from rlhfkit.logging import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"
+# SEQUENCE runs commands given as "argv|argv" one after the other in one process (one start-up).
 DRIVER = Path(__file__).with_name("expert_iter_ddp_driver.py")
 
 
