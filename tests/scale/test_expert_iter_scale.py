@@ -35,11 +35,12 @@ def reward_dir(micro_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return make_reward_dir(micro_lm, tmp_path_factory.mktemp("micro_rm"))
 
 
-def _argv(lm: Path, rm: Path, out: Path, prompts: int = 8, epochs: float = 6.0, rounds: int = 3) -> list[str]:
+def _argv(lm: Path, rm: Path, out: Path, prompts: int = 8, epochs: float = 6.0, rounds: int = 3,
+          checkpoint_every: int = 0) -> list[str]:
     return ["expert-iter", "--policy", str(lm), "--reward-model", str(rm), "--out", str(out), "--rounds", str(rounds),
             "--set", f"prompts_per_round={prompts}", "--set", "n=3", "--set", "max_new_tokens=6",
             "--set", "optim.batch_size=4", "--set", f"optim.epochs={epochs}", "--set", "optim.lr=3e-3",
-            "--set", "device=cpu", "--set", "seed=3"]
+            "--set", f"optim.checkpoint_every={checkpoint_every}", "--set", "device=cpu", "--set", "seed=3"]
 
 
 def test_interleave_undoes_the_shard():
@@ -49,12 +50,12 @@ def test_interleave_undoes_the_shard():
     assert interleave([items]) == items
 
 
-def _kill_in_round_2(argv: list[str], out: Path) -> None:
-    """Start the run; SIGKILL it once round 2's demonstrations are written (its fine-tuning runs)."""
+def _kill_in_round_2(argv: list[str], out: Path, when: Path) -> None:
+    """Start the run; SIGKILL it once the file `when` of round 2's fine-tuning exists."""
     proc = subprocess.Popen([sys.executable, "-m", "rlhfkit.cli", *argv], env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
-    while not (out / "round-1" / "demos.jsonl").exists():
+    while not when.exists():
         if proc.poll() is not None:
             raise AssertionError(f"the run ended before round 2: {proc.stderr.read()[-3000:]!r}")
         assert time.time() < deadline, "round 2 did not start within 60 s"
@@ -68,17 +69,23 @@ def _kill_in_round_2(argv: list[str], out: Path) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_sigkill_in_round_2_then_resume_equals_uninterrupted_run(micro_lm, reward_dir, tmp_path):
+@pytest.mark.parametrize("in_round_every", [0, 2], ids=["redo-round", "in-round-checkpoint"])
+def test_sigkill_in_round_2_then_resume_equals_uninterrupted_run(in_round_every, micro_lm, reward_dir, tmp_path):
+    """Killed once round 2's demonstrations are written (it is fine-tuning); or, with in-round
+    checkpoints every 2 steps, once round 2's first one is complete (resumed, the round samples
+    its demonstrations again and its fine-tuning continues from that checkpoint)."""
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    _kill_in_round_2(_argv(micro_lm, reward_dir, killed), killed)
+    args = lambda out: _argv(micro_lm, reward_dir, out, checkpoint_every=in_round_every)
+    when = (killed / "round-1" / "checkpoints" / "step-2" / "trainer_state.pt" if in_round_every
+            else killed / "round-1" / "demos.jsonl")
+    _kill_in_round_2(args(killed), killed, when)
     ckpt = killed / "checkpoints" / "step-1" / "policy"
     assert (ckpt / "model.safetensors").exists() and (ckpt / "config.json").exists()  # Hugging Face-native
-    resumed = [*_argv(micro_lm, reward_dir, killed), "--resume"]
-    proc = subprocess.run([sys.executable, "-c", SEQUENCE,
-                           " ".join(resumed) + "|" + " ".join(_argv(micro_lm, reward_dir, whole))],
-                          env=_env(), capture_output=True, text=True, timeout=110, check=False)
+    proc = subprocess.run([sys.executable, "-c", SEQUENCE, " ".join([*args(killed), "--resume"]) + "|" +
+                           " ".join(args(whole))], env=_env(), capture_output=True, text=True, timeout=110, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "resuming from" in proc.stderr and "round 1" in proc.stderr
+    assert "resuming from" in proc.stderr and "(round 1)" in proc.stderr
+    assert ("expert-iter round 1: resuming from" in proc.stderr) == bool(in_round_every)
 
     a, b = (load_file(str(run / "final" / "model.safetensors")) for run in (killed, whole))
     assert sorted(a) == sorted(b)
