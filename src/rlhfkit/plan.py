@@ -300,13 +300,28 @@ def _scalar_head_params(shape: ModelShape) -> int:
     return shape.params - shape.head_params + shape.hidden
 
 
-def _train_model(plan: Plan, name: str, shape: ModelShape, lora: Any, scalar: bool, extra: int = 0) -> None:
+def prefix_params(shape: ModelShape, n: int, projection: bool) -> int:
+    """Prefix tuning: n key and value vectors per layer; with the reparameterization, an
+    n x hidden embedding and a hidden -> hidden -> 2 L kv MLP instead (Li & Liang 2021, sec. 4.3)."""
+    out = 2 * shape.layers * shape.kv_dim
+    if not projection:
+        return n * out
+    h = shape.hidden
+    return n * h + (h * h + h) + (h * out + out)
+
+
+def _train_model(plan: Plan, name: str, shape: ModelShape, lora: Any, scalar: bool, extra: int = 0,
+                 prefix: Any = None) -> None:
     params = _scalar_head_params(shape) if scalar else shape.params
     lora_on = lora is not None and lora.enabled
+    prefix_on = prefix is not None and prefix.enabled
     adapter = lora_params(shape, lora.r, lora.target_modules) if lora_on else 0
-    trainable = adapter + (shape.hidden if scalar else 0) if lora_on else params  # an RM's head trains whole
-    if lora_on:
-        plan.notes.append(f"LoRA r={lora.r}: {trainable:,} of {params + adapter:,} parameters train")
+    adapter += prefix_params(shape, prefix.num_virtual_tokens, prefix.projection) if prefix_on else 0
+    frozen = lora_on or prefix_on
+    trainable = adapter + (shape.hidden if scalar else 0) if frozen else params  # an RM's head trains whole
+    if frozen:
+        what = f"LoRA r={lora.r}" if lora_on else f"prefix of {prefix.num_virtual_tokens} tokens"
+        plan.notes.append(f"{what}: {trainable:,} of {params + adapter:,} parameters train")
     plan.rows += trained_rows(name, params + adapter + extra, trainable + extra, plan.settings)
 
 
@@ -328,7 +343,8 @@ def _supervised(command: str, cfg: Any, s: Settings) -> Plan:
         shape, seq_len = load_shape(cfg.policy if command == "dpo" else cfg.model), cfg.max_len
     plan = Plan(command, s, {"policy" if command != "rm" else "reward model": shape})
     scalar = command == "rm"
-    _train_model(plan, "reward model" if scalar else "policy", shape, getattr(cfg, "lora", None), scalar)
+    _train_model(plan, "reward model" if scalar else "policy", shape, getattr(cfg, "lora", None), scalar,
+                 prefix=getattr(cfg, "prefix", None))
     pair = 2 if command in ("rm", "dpo") else 1  # chosen and rejected go through together
     _step_rows(plan, shape, cfg.optim.batch_size * pair, seq_len, lm_logits=not scalar)
     if command == "dpo":

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_shared_prompt import PAIRS, _grads
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from rlhfkit.algos.reward_model import pair_rewards
 from rlhfkit.lm.data import encode_preferences
 from rlhfkit.lm.models import reward_model_from
 from rlhfkit.lm.scored_position import feed_forward_at, last_block_mlp, scored_index
-from test_shared_prompt import PAIRS, _grads
 
 PAD = 0
-SMALL = dict(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, pad_token_id=PAD, num_labels=1, max_position_embeddings=64)
+SMALL = {"vocab_size": 50, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "pad_token_id": PAD, "num_labels": 1,
+         "max_position_embeddings": 64}
 
 
 def test_scored_index_is_the_rightmost_non_pad_token():
@@ -72,8 +73,15 @@ def test_reward_model_pairs_run_the_last_mlp_on_one_row_per_sequence(tiny_lm):
     assert seen == [(3, 0, d), (6, 1, d)]  # prompt pass: none; responses: the scored token
     full = model(**_padded(tok, enc)).logits[:, 0]  # no shortcut: plain HF forward of whole sequences
     torch.testing.assert_close(torch.cat(rewards), torch.cat([full[0::2], full[1::2]]), rtol=1e-4, atol=1e-5)
-    g_fast = _grads(model, lambda: (lambda c, r: (c - 2 * r).sum())(*pair_rewards(model, enc, tok.pad_token_id)))
-    g_full = _grads(model, lambda: (lambda lo: (lo[0::2] - 2 * lo[1::2]).sum())(model(**_padded(tok, enc)).logits[:, 0]))
+    def fast_loss() -> torch.Tensor:
+        c, r = pair_rewards(model, enc, tok.pad_token_id)
+        return (c - 2 * r).sum()
+
+    def full_loss() -> torch.Tensor:
+        logits = model(**_padded(tok, enc)).logits[:, 0]  # (2B,) chosen, rejected interleaved
+        return (logits[0::2] - 2 * logits[1::2]).sum()
+
+    g_fast, g_full = _grads(model, fast_loss), _grads(model, full_loss)
     for a, b in zip(g_fast, g_full):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
 

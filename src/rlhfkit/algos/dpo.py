@@ -7,6 +7,7 @@ log-probs are computed once, before training.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -24,7 +25,15 @@ from rlhfkit.lm.data import (
     encode_preferences,
     sequence_logprob,
 )
-from rlhfkit.lm.models import LoRAConfig, load_policy, merged, save_model, with_lora
+from rlhfkit.lm.models import (
+    LoRAConfig,
+    PrefixConfig,
+    is_prefix_tuned,
+    load_policy,
+    merged,
+    save_model,
+    with_adapters,
+)
 from rlhfkit.lm.shared_prompt import collate_shared, shared_logprobs
 from rlhfkit.logging import MetricsLogger, get_logger, progress
 from rlhfkit.ops.losses import LossOutput, dpo
@@ -45,6 +54,7 @@ class DPOConfig(RunConfig):
     share_prompt: bool = F(True, "run each pair's prompt once for both responses (same loss, fewer FLOPs)")
     optim: OptimConfig = F(OptimConfig(lr=1e-4, batch_size=32, epochs=2.0, checkpoint_every=500), "optimizer")
     lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters (off by default); final/ holds the merged model")
+    prefix: PrefixConfig = F(PrefixConfig(), "prefix tuning (off by default); final/ holds the prefix and base/")
 
 
 def pair_sequence_logprobs(model, enc: Sequence[EncodedPreference], pad_id: int, share_prompt: bool = True
@@ -52,7 +62,7 @@ def pair_sequence_logprobs(model, enc: Sequence[EncodedPreference], pad_id: int,
     """log pi(y_c|x) and log pi(y_r|x), (B,) each: the prompt run once for both responses
     (`lm.shared_prompt`), or, if the pair's prompts were cut differently, one forward over both
     full sequences."""
-    if share_prompt and (sb := collate_shared(enc, pad_id)) is not None:
+    if share_prompt and not is_prefix_tuned(model) and (sb := collate_shared(enc, pad_id)) is not None:
         return shared_logprobs(model, batch_to(sb, model.device))
     b = batch_to(collate_preferences(enc, pad_id), model.device)
     T = max(b.chosen_ids.shape[1], b.rejected_ids.shape[1])
@@ -111,10 +121,11 @@ def run(cfg: DPOConfig) -> dict:
              if not (cfg.drop_ties and c.tie)]
     test = [c for c in expand_to_comparisons([r for r, h in zip(records, held) if h]) if not c.tie]
     model, tok = load_policy(cfg.policy)
-    # LoRA's B starts at zero, so the adapted model is still the reference here.
-    model = with_lora(model, cfg.lora)
+    model = with_adapters(model, cfg.policy, "dpo", cfg.lora, cfg.prefix)
     enc = encode_preferences(tok, train, cfg.max_len)
-    ref_c, ref_r = pair_logprobs(model, tok, enc, cfg.max_len, share_prompt=cfg.share_prompt)
+    # The reference is the policy with its adapter off (a fresh prefix already changes the outputs).
+    with model.disable_adapter() if is_prefix_tuned(model) else nullcontext():
+        ref_c, ref_r = pair_logprobs(model, tok, enc, cfg.max_len, share_prompt=cfg.share_prompt)
     model.train()
     loss_fn = dpo_loss_fn(model, tok, train, ref_c, ref_r, cfg.beta, cfg.max_len, encoded=enc,
                           share_prompt=cfg.share_prompt)

@@ -30,7 +30,7 @@ from rlhfkit.algos.rollout import (
 )
 from rlhfkit.config import F
 from rlhfkit.errors import UserError
-from rlhfkit.lm.models import LoRAConfig, load_policy, with_lora
+from rlhfkit.lm.models import LoRAConfig, load_policy, refuse_prefix_tuned, with_lora
 from rlhfkit.lm.sampling import load_prompts
 from rlhfkit.logging import get_logger
 from rlhfkit.ops.kl import AdaptiveKLController, FixedKLController
@@ -56,6 +56,7 @@ class RolloutConfig:
     batch_prompts: int = F(64, "prompts per rollout batch")
     max_new_tokens: int = F(48, "max response tokens")
     temperature: float = F(1.0, "sampling temperature during training")
+    backend: str = F("hf", "what samples rollouts: hf (generate) or vllm (needs the `vllm` extra; one process)")
     rm_max_len: int = F(96, "max tokens the reward model reads")
 
 
@@ -176,6 +177,7 @@ def setup(policy_path: str | None, rm_path: str | None, rcfg: RolloutConfig, see
     if policy_path is None or rm_path is None:
         raise UserError(f"{what}: give --policy PATH (e.g. the SFT model) and --reward-model PATH")
     policy, tok = load_policy(policy_path)
+    refuse_prefix_tuned(policy, policy_path, what)
     reward = RewardModel(rm_path, rcfg.rm_max_len)
     if len(reward.tokenizer) != len(tok):
         log.warning("%s: policy and reward model tokenizers differ; responses are re-tokenized as text", what)

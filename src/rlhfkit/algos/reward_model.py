@@ -34,10 +34,12 @@ from rlhfkit.lm.data import (
 )
 from rlhfkit.lm.models import (
     LoRAConfig,
+    PrefixConfig,
+    is_prefix_tuned,
     merged,
     reward_model_from,
     save_model,
-    with_lora,
+    with_adapters,
 )
 from rlhfkit.lm.scored_position import feed_forward_at, scored_index
 from rlhfkit.lm.shared_prompt import collate_shared, shared_rewards
@@ -63,6 +65,8 @@ class RMConfig(RunConfig):
     eval_batch_size: int = F(128, "sequences per forward pass in evaluation")
     optim: OptimConfig = F(OptimConfig(lr=3e-4, batch_size=32, epochs=2.0, checkpoint_every=500), "optimizer")
     lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters on the backbone (off by default; the head trains whole)")
+    prefix: PrefixConfig = F(PrefixConfig(), "prefix tuning (off by default; the head trains whole); final/ holds "
+                                             "the prefix and base/")
 
 
 def split_by_prompt(prompts: Sequence[str], heldout_frac: float, seed: int) -> list[bool]:
@@ -133,7 +137,7 @@ def pair_rewards(model, batch: Sequence[EncodedPreference], pad_id: int, share_p
     """r(x, y_c), r(x, y_r), (B,) each: the prompt run once for both responses
     (`lm.shared_prompt`), or both full sequences padded together in one forward."""
     dev = model.device
-    if share_prompt and (sb := collate_shared(batch, pad_id)) is not None:
+    if share_prompt and not is_prefix_tuned(model) and (sb := collate_shared(batch, pad_id)) is not None:
         return shared_rewards(model, batch_to(sb, dev))
     ids, att = pad_right([e.chosen[0] for e in batch] + [e.rejected[0] for e in batch], pad_id)
     r = scalar_scores(model, ids.to(dev), att.to(dev))  # (2B,)
@@ -203,7 +207,7 @@ def run(cfg: RMConfig) -> dict:
     if not train_recs:
         raise UserError(f"{cfg.data}: no records left for training after holding out {cfg.heldout_frac:.0%} of prompts")
     model, tok = reward_model_from(cfg.model)
-    model = with_lora(model, cfg.lora, task="SEQ_CLS")
+    model = with_adapters(model, cfg.model, "rm", cfg.lora, cfg.prefix, task="SEQ_CLS")
     if cfg.objective == "ratings":
         train, held = list(train_recs), _rating_pairs(held_recs)  # type: ignore[arg-type]
         loss_fn = ratings_loss_fn(model, tok, train, cfg.max_len)

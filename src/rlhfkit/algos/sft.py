@@ -19,7 +19,14 @@ from rlhfkit.lm.data import (
     sft_batch,
     token_logprobs,
 )
-from rlhfkit.lm.models import LoRAConfig, load_policy, merged, save_model, with_lora
+from rlhfkit.lm.models import (
+    LoRAConfig,
+    PrefixConfig,
+    load_policy,
+    merged,
+    save_model,
+    with_adapters,
+)
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import sft_nll
 from rlhfkit.runtime import RunDir, seed_everything
@@ -39,6 +46,7 @@ class SFTConfig(RunConfig):
     max_len: int = F(96, "max tokens of prompt + response")
     optim: OptimConfig = F(OptimConfig(lr=5e-4, batch_size=32, epochs=2.0), "optimizer and schedule")
     lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters (off by default); final/ holds the merged model")
+    prefix: PrefixConfig = F(PrefixConfig(), "prefix tuning (off by default); final/ holds the prefix and base/")
 
 
 def load_demonstrations(cfg: SFTConfig) -> list[Demonstration]:
@@ -68,7 +76,7 @@ def run(cfg: SFTConfig) -> dict:
     seed_everything(cfg.seed)
     run_dir = RunDir.create(cfg.out or "runs/sft", cfg)
     model, tok = load_policy(cfg.model)
-    model = with_lora(model, cfg.lora)
+    model = with_adapters(model, cfg.model, "sft", cfg.lora, cfg.prefix)
     demos = load_demonstrations(cfg)
     n_held = int(len(demos) * cfg.heldout_frac)
     held, train = demos[:n_held], demos[n_held:]

@@ -9,6 +9,9 @@
   policy as in InstructGPT; its score is read at the last non-pad token.
 - `with_lora` / `merged`: optional LoRA adapters through `peft` (Hu et al. 2021), merged
   back into plain weights before saving, so `final/` loads with no merge step.
+- `with_prefix`: optional prefix tuning through `peft` (Li & Liang 2021). A prefix does not
+  fold into the weights: `final/` then holds the prefix and, in `final/base/`, the frozen
+  model; `load_policy` and `reward_model_from` load such folders for sampling and scoring.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from rlhfkit.config import F, ModelConfig
 from rlhfkit.errors import UserError
 
 EOS, PAD = "<|endoftext|>", "<|pad|>"
+PREFIX_BASE = "base"  # a prefix-tuned model's folder keeps its frozen weights here
 
 
 @dataclass
@@ -44,6 +48,17 @@ class LoRAConfig:
     dropout: float = F(0.05, "dropout on the adapter's input")
     target_modules: list[str] | None = F(None, "module names to adapt; None: peft's default for the architecture "
                                                "(GPT-2: c_attn)")
+
+
+@dataclass
+class PrefixConfig:
+    """Prefix tuning (Li & Liang 2021): `num_virtual_tokens` trainable key/value vectors per layer
+    that every sequence attends to, the model's own weights frozen. A prefix cannot be folded
+    into the weights, so final/ holds the frozen base in `base/` and the prefix beside it."""
+
+    enabled: bool = F(False, "train a prefix instead of the weights (needs the `lora` extra: peft)")
+    num_virtual_tokens: int = F(16, "prefix length: key/value positions added to every layer")
+    projection: bool = F(False, "reparameterize the prefix through a two-layer MLP while training (Li & Liang, sec. 4.3)")
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -85,9 +100,23 @@ def _check_dir(path: str | Path, what: str, need_config: bool = True) -> Path:
     p = Path(path)
     if not p.is_dir():
         raise UserError(f"{what} {p}: no such directory (expected a Hugging Face save_pretrained folder)")
-    if need_config and not (p / "config.json").exists():
+    if need_config and not (p / "config.json").exists() and prefix_base(p) is None:
         raise UserError(f"{what} {p}: no config.json (expected a Hugging Face save_pretrained folder)")
     return p
+
+
+def prefix_base(folder: Path) -> Path | None:
+    """A prefix-tuned model's frozen base (`folder/base`), or None for a plain model folder."""
+    base = folder / PREFIX_BASE
+    if (folder / "adapter_config.json").exists() and (base / "config.json").exists():
+        return base
+    return None
+
+
+def _saved_prefix_task(folder: Path) -> str:
+    import json
+
+    return str(json.loads((folder / "adapter_config.json").read_text()).get("task_type"))
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
@@ -115,14 +144,18 @@ def check_compatible(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast,
 def load_policy(path: str | Path, dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     p = _check_dir(path, "model")
     tok = load_tokenizer(p)
+    base = prefix_base(p)
+    if base is not None and _saved_prefix_task(p) != "CAUSAL_LM":
+        raise UserError(f"{p}: a prefix-tuned {_saved_prefix_task(p)} model, not a causal LM")
     try:
-        model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(base or p, dtype=dtype)
     except (OSError, ValueError) as e:
         raise UserError(f"{p}: cannot load a causal LM ({e})") from e
     check_compatible(model, tok, p)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
-    return use_fused_kernels(model), tok
+    model = use_fused_kernels(model)
+    return (model if base is None else _with_saved_prefix(model, p)), tok
 
 
 def reward_model_from(path: str | Path, dtype: torch.dtype | None = None
@@ -130,17 +163,22 @@ def reward_model_from(path: str | Path, dtype: torch.dtype | None = None
     """A scalar-head model: from a trained reward model, or a fresh head on a policy backbone."""
     p = _check_dir(path, "model")
     tok = load_tokenizer(p)
+    base = prefix_base(p)
+    if base is not None and _saved_prefix_task(p) != "SEQ_CLS":
+        raise UserError(f"{p}: a prefix-tuned policy cannot start a reward model (its prefix belongs to the LM); "
+                        f"start from {base}")
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the new head's "newly initialized weights" notice is expected
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(p, num_labels=1, dtype=dtype)
+        model = AutoModelForSequenceClassification.from_pretrained(base or p, num_labels=1, dtype=dtype)
     except (OSError, ValueError) as e:
         raise UserError(f"{p}: cannot load as a reward model ({e})") from e
     finally:
         hf_logging.set_verbosity(level)
     check_compatible(model, tok, p)
     model.config.pad_token_id = tok.pad_token_id
-    return use_fused_kernels(model), tok
+    model = use_fused_kernels(model)
+    return (model if base is None else _with_saved_prefix(model, p)), tok
 
 
 def with_lora(model: PreTrainedModel, cfg: LoRAConfig, task: str = "CAUSAL_LM") -> PreTrainedModel:
@@ -160,6 +198,47 @@ def with_lora(model: PreTrainedModel, cfg: LoRAConfig, task: str = "CAUSAL_LM") 
         raise UserError(f"lora: {e} (set lora.target_modules to this model's linear layer names)") from e
 
 
+def with_prefix(model: PreTrainedModel, cfg: PrefixConfig, task: str = "CAUSAL_LM",
+                lora: LoRAConfig | None = None) -> PreTrainedModel:
+    """`model` with a trainable prefix and its own weights frozen; itself when prefix tuning is off.
+    For SEQ_CLS the reward head trains too."""
+    if not cfg.enabled:
+        return model
+    if lora is not None and lora.enabled:
+        raise UserError("lora.enabled and prefix.enabled are both on: choose one adapter")
+    if cfg.num_virtual_tokens < 1:
+        raise UserError(f"prefix.num_virtual_tokens must be at least 1, got {cfg.num_virtual_tokens}")
+    try:
+        from peft import PrefixTuningConfig, get_peft_model
+    except ImportError as e:
+        raise UserError("prefix.enabled needs peft: pip install 'rlhfkit[lora]'") from e
+    spec = PrefixTuningConfig(task_type=task, num_virtual_tokens=cfg.num_virtual_tokens,
+                              prefix_projection=cfg.projection, encoder_hidden_size=model.config.hidden_size)
+    return get_peft_model(model, spec)
+
+
+def is_prefix_tuned(model: object) -> bool:
+    """Whether `model` is a peft model with a prompt-learning adapter (prefix tuning)."""
+    spec = getattr(model, "peft_config", {}).get("default") if hasattr(model, "peft_config") else None
+    return bool(getattr(spec, "is_prompt_learning", False))
+
+
+def refuse_prefix_tuned(model: object, path: str | Path, desc: str) -> None:
+    """Training starts from plain weights: a saved prefix is for sampling and evaluation."""
+    if is_prefix_tuned(model):
+        raise UserError(f"{desc}: {path} is prefix-tuned (a frozen prefix on {Path(path) / 'base'}); it can be "
+                        f"sampled and evaluated, but training starts from plain weights: give {Path(path) / 'base'} "
+                        "(with prefix.enabled for a new prefix) or a merged model")
+
+
+def with_adapters(model: PreTrainedModel, path: str | Path, desc: str, lora: LoRAConfig, prefix: PrefixConfig,
+                  task: str = "CAUSAL_LM") -> PreTrainedModel:
+    """The model a supervised trainer trains: plain weights (not a saved prefix), with the LoRA
+    adapters or the prefix its config asks for."""
+    refuse_prefix_tuned(model, path, desc)
+    return with_lora(with_prefix(model, prefix, task, lora), lora, task)
+
+
 def merged(model: PreTrainedModel) -> PreTrainedModel:
     """Plain Hugging Face weights: LoRA adapters folded into the base (W + alpha / r * B A)."""
     if hasattr(model, "merge_and_unload"):
@@ -174,3 +253,24 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, path:
     with atomic_dir(Path(path)) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        if is_prefix_tuned(model):  # the adapter files above; the frozen weights in base/
+            model.get_base_model().save_pretrained(tmp / PREFIX_BASE, safe_serialization=True)
+            tokenizer.save_pretrained(tmp / PREFIX_BASE)
+            _point_adapter_at_base(tmp / "adapter_config.json", Path(path).resolve() / PREFIX_BASE)
+
+
+def _point_adapter_at_base(config_file: Path, base: Path) -> None:
+    """peft's own loaders (`AutoPeftModelForCausalLM.from_pretrained(final)`) read the base's path
+    from here; rlhfkit's loaders use base/ beside the adapter, so a moved folder still loads."""
+    import json
+
+    spec = json.loads(config_file.read_text())
+    spec["base_model_name_or_path"] = str(base)
+    config_file.write_text(json.dumps(spec, indent=2))
+
+
+def _with_saved_prefix(model: PreTrainedModel, folder: Path) -> PreTrainedModel:
+    """The base model with the prefix saved in `folder` (frozen)."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, folder)
