@@ -39,10 +39,12 @@ from rlhfkit.algos.rollout import (
     ActorCritic,
     ResponseStats,
     RewardNormalizer,
+    VLLMSampler,
     ValueHead,
     actor_critic_forward,
     detached,
     response_forward,
+    rollout_sampler,
     take,
 )
 from rlhfkit.config import F, RunConfig
@@ -175,6 +177,8 @@ def run(cfg: PPOConfig) -> dict:
     start = resume(run_dir, s, heads, opt, kl_ctl, norm) if cfg.resume else 0
     s.train_module, opt = acc.prepare(ac, opt)
     B, W = cfg.rollout.batch_prompts, s.dist.world
+    sampler = rollout_sampler(cfg.rollout.backend, cfg.policy, policy, tok, cfg.rollout.max_new_tokens, B,
+                              cfg.seed, W)
     log.info(batch_accounting([
         ("processes", W), ("prompts per rollout batch (global)", B), ("prompts per process", per_process(B, W)),
         ("samples per rollout batch", B), ("response tokens per rollout batch (max)", B * cfg.rollout.max_new_tokens),
@@ -185,7 +189,7 @@ def run(cfg: PPOConfig) -> dict:
     history = earlier_history(run_dir, start)
     with MetricsLogger(run_dir.path if s.dist.is_main else None, cfg.log, resume=cfg.resume) as logger:
         for it in progress(range(start, cfg.iterations), total=cfg.iterations, desc="ppo"):
-            m = ppo_iteration(s, policy, tok, value_head, opt, kl_ctl, norm, cfg, it)
+            m = ppo_iteration(s, policy, tok, value_head, opt, kl_ctl, norm, cfg, it, sampler)
             if s.dist.is_main:
                 signs.check(it, m)
             logger.log(m, it + 1)
@@ -212,13 +216,14 @@ def earlier_history(run_dir: RunDir, start: int) -> list[dict[str, float]]:
 
 
 def ppo_iteration(s: Setup, policy, tok, value_head: ValueHead, opt, kl_ctl, norm: RewardNormalizer,
-                  cfg: PPOConfig, it: int) -> dict[str, float]:
+                  cfg: PPOConfig, it: int, sampler: VLLMSampler | None = None) -> dict[str, float]:
     """One rollout batch (this process's share of it) and the PPO epochs on it."""
     rc, d = cfg.rollout, s.dist
     prompts = s.next_prompts(rc.batch_prompts)
     ac = s.train_module if s.train_module is not None else ActorCritic(policy, value_head)
     with torch.no_grad(), s.autocast():
-        rollout = generate(policy, tok, prompts, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature)
+        rollout = (generate(policy, tok, prompts, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature)
+                   if sampler is None else sampler(policy, tok, prompts, rc.max_new_tokens, rc.temperature))
     # With one epoch of one minibatch, the policy that sampled is the one being updated: the
     # training forward's detached values are the "old" ones, and a second forward is saved.
     first = actor_critic_forward(ac, rollout, with_entropy=True) if _single_step(cfg) else None

@@ -32,7 +32,7 @@ from rlhfkit.algos.online import (
     setup,
 )
 from rlhfkit.algos.ppo import earlier_history, summarize
-from rlhfkit.algos.rollout import RewardNormalizer, response_forward
+from rlhfkit.algos.rollout import RewardNormalizer, VLLMSampler, response_forward, rollout_sampler
 from rlhfkit.config import F, RunConfig
 from rlhfkit.lm.models import LoRAConfig, merged, save_model
 from rlhfkit.lm.sampling import generate
@@ -92,6 +92,8 @@ def run(cfg: ReinforceConfig) -> dict:
     start = resume(run_dir, s, {}, opt, kl_ctl, norm) if cfg.resume else 0
     s.train_module, opt = acc.prepare(policy, opt)
     k, B, W = cfg.samples_per_prompt, cfg.rollout.batch_prompts, s.dist.world
+    sampler = rollout_sampler(cfg.rollout.backend, cfg.policy, policy, tok, cfg.rollout.max_new_tokens, B * k,
+                              cfg.seed, W)
     log.info(batch_accounting([("processes", W), ("prompts per rollout batch (global)", B),
                                ("prompts per process", per_process(B, W)), ("samples per prompt", k),
                                ("samples per rollout batch", B * k),
@@ -100,7 +102,7 @@ def run(cfg: ReinforceConfig) -> dict:
     history = earlier_history(run_dir, start)
     with MetricsLogger(run_dir.path if s.dist.is_main else None, cfg.log, resume=cfg.resume) as logger:
         for it in progress(range(start, cfg.iterations), total=cfg.iterations, desc="reinforce"):
-            m = reinforce_iteration(s, policy, tok, opt, kl_ctl, norm, cfg)
+            m = reinforce_iteration(s, policy, tok, opt, kl_ctl, norm, cfg, sampler)
             if s.dist.is_main:
                 signs.check(it, m)
             logger.log(m, it + 1)
@@ -115,15 +117,16 @@ def run(cfg: ReinforceConfig) -> dict:
     return summary
 
 
-def reinforce_iteration(s: Setup, policy, tok, opt, kl_ctl, norm: RewardNormalizer, cfg: ReinforceConfig
-                        ) -> dict[str, float]:
+def reinforce_iteration(s: Setup, policy, tok, opt, kl_ctl, norm: RewardNormalizer, cfg: ReinforceConfig,
+                        sampler: VLLMSampler | None = None) -> dict[str, float]:
     """One rollout batch (this process's prompts, k samples each) and one gradient step. In a
     distributed run the loss is weighted by W * (local samples / global samples), so DDP's
     gradient average is the global batch's mean; the batch-mean baseline is the global mean."""
     rc, k, d = cfg.rollout, cfg.samples_per_prompt, s.dist
     prompts = [p for p in s.next_prompts(rc.batch_prompts) for _ in range(k)]  # prompt-major
     with torch.no_grad(), s.autocast():
-        rollout = generate(policy, tok, prompts, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature)
+        rollout = (generate(policy, tok, prompts, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature)
+                   if sampler is None else sampler(policy, tok, prompts, rc.max_new_tokens, rc.temperature))
         ref = s.reference(rollout)
         raw = s.reward(list(rollout.prompts), list(rollout.responses)).float().to(rollout.ids.device)  # (N,)
     mask = rollout.response_mask.float()  # (N, R)

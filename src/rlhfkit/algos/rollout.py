@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -19,6 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhfkit.algos.reward_model import score
 from rlhfkit.lm.data import keeps_logits, position_ids
+from rlhfkit.errors import UserError
 from rlhfkit.lm.models import reward_model_from
 from rlhfkit.ops.logprobs import entropy_from_logits, response_logprobs
 from rlhfkit.types import Rollout
@@ -104,6 +106,43 @@ def _stats(logits: torch.Tensor, values: torch.Tensor | None, rollout: Rollout, 
     return ResponseStats(logp, ent, values)
 
 
+ROLLOUT_BACKENDS = ("hf", "vllm")
+
+
+class VLLMSampler:
+    """Rollouts from a vLLM engine (`rlhfkit[vllm]`) that is handed the policy's weights before
+    every batch, i.e. after the updates on the previous one. Only token ids come back: the
+    log-probs are the trainer's own forward, as with HF `generate`."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def __call__(self, policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+                 max_new_tokens: int, temperature: float) -> Rollout:
+        self.engine.sync_weights(policy)
+        device = next(policy.parameters()).device
+        return self.engine.generate(prompts, max_new_tokens, temperature, device=device)
+
+
+def rollout_sampler(backend: str, policy_dir: str | Path | None, policy: nn.Module,
+                    tokenizer: PreTrainedTokenizerBase, max_new_tokens: int, max_num_seqs: int, seed: int,
+                    world: int = 1) -> VLLMSampler | None:
+    """The sampler `rollout.backend` names: None for hf (the trainers call `generate`)."""
+    if backend not in ROLLOUT_BACKENDS:
+        raise UserError(f"rollout.backend must be one of {', '.join(ROLLOUT_BACKENDS)}, got {backend!r}")
+    if backend == "hf":
+        return None
+    if world > 1:
+        raise UserError(f"rollout.backend=vllm runs in one process for now ({world} were launched): "
+                        "use rollout.backend=hf under accelerate launch")
+    if policy_dir is None:
+        raise UserError("rollout.backend=vllm builds its engine from the policy folder: give --policy PATH")
+    from rlhfkit.lm.vllm_backend import VLLMEngine
+
+    dtype = next(policy.parameters()).dtype
+    return VLLMSampler(VLLMEngine(policy_dir, tokenizer, max_new_tokens, max_num_seqs, seed, dtype))
+
+
 class RewardModel:
     """A trained reward model as a scorer of (prompt, response) text pairs."""
 
@@ -151,8 +190,6 @@ class PromptStream:
 
     def __init__(self, prompts: Sequence[str], seed: int) -> None:
         if not prompts:
-            from rlhfkit.errors import UserError
-
             raise UserError("no training prompts")
         self.prompts, self.seed, self.cursor = list(prompts), seed, 0
 

@@ -25,14 +25,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     """One sampled response per prompt. Prompts are left-padded so responses start at one index.
     The rollout's tensors live on the model's device (a GPU rollout never leaves the GPU)."""
     device = next(model.parameters()).device
-    enc = [tokenizer(p, add_special_tokens=False)["input_ids"][-max_prompt_tokens:] for p in prompts]
-    P = max(len(e) for e in enc)
     pad = tokenizer.pad_token_id
-    ids = torch.full((len(enc), P), pad, dtype=torch.long)
-    att = torch.zeros((len(enc), P), dtype=torch.long)
-    for i, e in enumerate(enc):
-        ids[i, P - len(e):] = torch.tensor(e)
-        att[i, P - len(e):] = 1
+    ids, att = left_padded(encode_prompts(tokenizer, prompts, max_prompt_tokens), pad)
     was_training = model.training
     model.eval()
     ids, att = ids.to(device), att.to(device)
@@ -43,9 +37,32 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     )  # (B, P + R')
     if was_training:
         model.train()
-    resp = out[:, P:]  # (B, R')
+    return to_rollout(ids, att, out[:, ids.shape[1]:], tokenizer, prompts)
+
+
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], max_prompt_tokens: int
+                   ) -> list[list[int]]:
+    """Each prompt's token ids, keeping its last `max_prompt_tokens` (the end is what the reply follows)."""
+    return [tokenizer(p, add_special_tokens=False)["input_ids"][-max_prompt_tokens:] for p in prompts]
+
+
+def left_padded(enc: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id lists as one left-padded batch and its attention mask, both (B, P)."""
+    P = max(len(e) for e in enc)
+    ids = torch.full((len(enc), P), pad, dtype=torch.long)
+    att = torch.zeros((len(enc), P), dtype=torch.long)
+    for i, e in enumerate(enc):
+        ids[i, P - len(e):] = torch.tensor(list(e), dtype=torch.long)
+        att[i, P - len(e):] = 1
+    return ids, att
+
+
+def to_rollout(ids: torch.Tensor, att: torch.Tensor, resp: torch.Tensor, tokenizer: PreTrainedTokenizerBase,
+               prompts: Sequence[str]) -> Rollout:
+    """A Rollout from left-padded prompts (B, P) and the sampled tokens (B, R'), whatever sampled them."""
+    device, pad = ids.device, tokenizer.pad_token_id
     if resp.shape[1] == 0:
-        resp = torch.full((len(enc), 1), tokenizer.eos_token_id, dtype=torch.long, device=device)
+        resp = torch.full((len(ids), 1), tokenizer.eos_token_id, dtype=torch.long, device=device)
     is_eos = resp == tokenizer.eos_token_id
     # response tokens: up to and including the first EOS
     after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
@@ -55,7 +72,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     full_att = torch.cat([att, response_mask], dim=1)
     texts = [tokenizer.decode(r[m.bool() & (r != tokenizer.eos_token_id)].tolist(), skip_special_tokens=True)
              for r, m in zip(resp, response_mask)]
-    return Rollout(full, full_att, response_mask, P, tuple(prompts), tuple(texts))
+    return Rollout(full, full_att, response_mask, ids.shape[1], tuple(prompts), tuple(texts))
 
 
 def sample_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
