@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from test_online_resume import DRIVER as SEQUENCE
 from test_online_resume import _env
 
-from rlhfkit.algos.expert_iteration import interleave
+from rlhfkit.algos.best_of_n import interleave
 from rlhfkit.feedback.formats import read_records
 from rlhfkit.logging import read_metrics
 
@@ -114,14 +114,19 @@ def _run(cmd: list[str]) -> None:
 
 
 @pytest.mark.timeout(180)
-def test_expert_iteration_under_two_process_ddp(micro_lm, reward_dir, tmp_path):
+def test_expert_iteration_and_best_of_n_under_two_process_ddp(micro_lm, reward_dir, tmp_path):
     """7 prompts a round: the processes sample 4 and 3. Sampling is greedy in the driver, so a
     chosen response depends on its prompt and the weights only, and the 2-process run can be
     compared with the single-process one. Two rounds: the second samples from weights that
     match the single process's to float rounding only, so a later round may break a near-tie of
     the untrained model's greedy choice differently (seen in a third round here)."""
     ddp, single = tmp_path / "ddp", tmp_path / "single"
-    args = lambda out: _argv(micro_lm, reward_dir, out, prompts=7, epochs=2.0, rounds=2)
+
+    def args(out: Path) -> list[str]:  # expert iteration, then the best-of-n command on 5 prompts
+        return [*_argv(micro_lm, reward_dir, out, prompts=7, epochs=2.0, rounds=2), "--then", "best-of-n",
+                "--policy", str(micro_lm), "--reward-model", str(reward_dir), "--out", str(out / "bon"),
+                "--n", "2", "--set", "n_prompts=5", "--set", "max_new_tokens=6", "--set", "device=cpu"]
+
     _run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG),
           "--main_process_port", str(_free_port()), str(DRIVER), *args(ddp)])
     _run([sys.executable, str(DRIVER), *args(single)])
@@ -154,3 +159,11 @@ def test_expert_iteration_under_two_process_ddp(micro_lm, reward_dir, tmp_path):
     assert any(not torch.equal(init[n], single_final[n]) for n in init), "training did not move the weights"
     for name in single_final:  # the same data in the same order: DDP follows the single process
         assert torch.allclose(final[name], single_final[name], rtol=1e-4, atol=1e-5), name
+
+    # the best-of-n command: 3 + 2 prompts sampled, one best.jsonl, the single process's
+    assert [len((ddp / "bon" / f"prompts-{r}.txt").read_text().splitlines()) for r in (0, 1)] == [3, 2]
+    best_d = read_records(ddp / "bon" / "best.jsonl")
+    assert best_d == read_records(single / "bon" / "best.jsonl")
+    bd, bs = (json.loads((run / "bon" / "summary.json").read_text()) for run in (ddp, single))
+    assert bd["prompts"] == bs["prompts"] == 5 and bd["best_score"] == pytest.approx(bs["best_score"], rel=1e-5)
+    assert bd["empty"] == bs["empty"] and len(best_d) == 5 - bd["empty"] > 0  # blank responses left out

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
+from rlhfkit.algos.loop import accelerator_for
+from rlhfkit.algos.online import Dist
 from rlhfkit.algos.rollout import RewardModel
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
@@ -32,12 +36,36 @@ def best_of_n_kl(n: int) -> float:
 def best_of_n(policy, tok, reward: RewardModel, prompts: Sequence[str], n: int, batch_size: int = 128,
               **gen_kwargs) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """-> (best response per prompt, its score (P,), all scores (P, n))."""
+    if not prompts:  # a process whose share of a small global batch is empty
+        return [], torch.zeros(0), torch.zeros(0, n)
     items = sample_completions(policy, tok, prompts, n, batch_size, desc=f"best-of-{n} sampling", **gen_kwargs)
     flat_p = [c.prompt for c in items for _ in c.responses]
     flat_r = [r for c in items for r in c.responses]
     scores = reward(flat_p, flat_r).view(len(items), n)  # (P, n)
     best = scores.argmax(1)
     return [items[i].responses[int(b)] for i, b in enumerate(best)], scores.max(1).values, scores
+
+
+def interleave(parts: list[list[Any]]) -> list[Any]:
+    """Undo `Dist.shard`: process r held items r, r + W, ...; back to one list in the global order."""
+    world = len(parts)
+    out: list[Any] = [None] * sum(len(p) for p in parts)
+    for rank, part in enumerate(parts):
+        out[rank::world] = part
+    return out
+
+
+def best_of_n_gathered(policy, tok, reward: RewardModel, mine: Sequence[str], n: int, dist: Dist,
+                       **gen_kwargs) -> tuple[list[str], list[str], torch.Tensor, torch.Tensor]:
+    """`best_of_n` of this process's share `mine` (`Dist.shard` of a global batch), gathered:
+    every process gets the whole batch back in its order -> (prompts, best responses, their
+    scores (P,), all scores (P, n)). With one process, `best_of_n` of `mine`."""
+    best, top, scores = best_of_n(policy, tok, reward, mine, n, **gen_kwargs)
+    if dist.world == 1:
+        return list(mine), best, top, scores
+    rows = interleave(dist.gather_objects(list(zip(mine, best, top.tolist(), scores.tolist()))))
+    return ([p for p, *_ in rows], [b for _, b, *_ in rows], torch.tensor([t for *_, t, _ in rows]),
+            torch.tensor([s for *_, s in rows]).view(len(rows), n))  # (P,), (P, n)
 
 
 @dataclass
@@ -57,16 +85,26 @@ def run(cfg: BestOfNConfig) -> dict:
     if cfg.policy is None or cfg.reward_model is None:
         raise UserError("best-of-n: give --policy PATH and --reward-model PATH")
     seed_everything(cfg.seed)
-    run_dir = RunDir.create(cfg.out or "runs/best-of-n", cfg)
+    dist = Dist(accelerator_for(cfg.device))  # under `accelerate launch`, each process samples its share
+    dist.reseed(cfg.seed)
+    path = Path(cfg.out or "runs/best-of-n")
+    run_dir = RunDir.create(path, cfg) if dist.is_main else RunDir(path)
     policy, tok = load_policy(cfg.policy)
-    prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.task_seed, "eval")
-    best, best_scores, all_scores = best_of_n(policy, tok, RewardModel(cfg.reward_model), prompts, cfg.n,
-                                              max_new_tokens=cfg.max_new_tokens)
+    reward = RewardModel(cfg.reward_model)
+    policy.to(dist.acc.device)
+    reward.model.to(dist.acc.device)
+    all_prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.task_seed, "eval")
+    prompts, best, best_scores, all_scores = best_of_n_gathered(policy, tok, reward, dist.shard(all_prompts), cfg.n,
+                                                                dist, max_new_tokens=cfg.max_new_tokens)
     out = cfg.output or str(run_dir.path / "best.jsonl")
-    write_records(out, [Demonstration(p, r if r.strip() else " ") for p, r in zip(prompts, best)])
-    summary = {"output": out, "n": cfg.n, "prompts": len(prompts), "best_score": best_scores.mean().item(),
-               "mean_score": all_scores.mean().item(), "kl_bound": best_of_n_kl(cfg.n), "wall_s": time.time() - t0}
-    run_dir.write_summary(summary)
+    # a demonstration's response may not be blank: an empty best response is left out and counted
+    chosen = [Demonstration(p, r) for p, r in zip(prompts, best) if r.strip()]
+    summary = {"output": out, "n": cfg.n, "prompts": len(prompts), "empty": len(prompts) - len(chosen),
+               "best_score": best_scores.mean().item(), "mean_score": all_scores.mean().item(),
+               "kl_bound": best_of_n_kl(cfg.n), "wall_s": time.time() - t0}
+    if dist.is_main:
+        write_records(out, chosen)
+        run_dir.write_summary(summary)
     log.info("best-of-%d: mean reward-model score %.3f (single sample %.3f)", cfg.n, summary["best_score"],
              summary["mean_score"])
     return summary

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from rlhfkit.algos.best_of_n import best_of_n
+from rlhfkit.algos.best_of_n import best_of_n_gathered
 from rlhfkit.algos.loop import OptimConfig, accelerator_for, fit
 from rlhfkit.algos.online import Dist, Setup, _load_policy
 from rlhfkit.algos.rollout import PromptStream, RewardModel
@@ -109,12 +109,10 @@ def _round(cfg: ExpertIterationConfig, s: Setup, acc: Accelerator, run_dir: RunD
     """Sample this process's prompts, keep the best of n, gather, fine-tune on the global set."""
     mine = s.next_prompts(cfg.prompts_per_round)
     with torch.no_grad(), s.autocast():
-        best, best_scores, all_scores = best_of_n(s.policy, s.tokenizer, s.reward, mine, cfg.n,
-                                                  max_new_tokens=cfg.max_new_tokens)
-    chosen = interleave(s.dist.gather_objects(list(zip(mine, best))))  # the global batch's order
-    demos = [Demonstration(p, y) for p, y in chosen if y.strip()]
-    row = {"round": r, "best_score": s.dist.gather(best_scores.float().cpu()).mean().item(),
-           "mean_score": s.dist.gather(all_scores.float().cpu().reshape(-1)).mean().item(),
+        prompts, best, best_scores, all_scores = best_of_n_gathered(
+            s.policy, s.tokenizer, s.reward, mine, cfg.n, s.dist, max_new_tokens=cfg.max_new_tokens)
+    demos = [Demonstration(p, y) for p, y in zip(prompts, best) if y.strip()]  # the global batch's order
+    row = {"round": r, "best_score": best_scores.mean().item(), "mean_score": all_scores.mean().item(),
            "demos": len(demos)}
     round_dir = RunDir(run_dir.path / f"round-{r}")
     if s.dist.is_main:
@@ -140,15 +138,6 @@ def _round(cfg: ExpertIterationConfig, s: Setup, acc: Accelerator, run_dir: RunD
         resume=resume, accelerator=acc)
     acc.free_memory()  # drop this round's DDP wrapper and optimizer; the next round makes fresh ones
     return row
-
-
-def interleave(parts: list[list[Any]]) -> list[Any]:
-    """Undo `Dist.shard`: process r held items r, r + W, ...; back to one list in the global order."""
-    world = len(parts)
-    out: list[Any] = [None] * sum(len(p) for p in parts)
-    for rank, part in enumerate(parts):
-        out[rank::world] = part
-    return out
 
 
 def _checkpoint(run_dir: RunDir, done: int, s: Setup, rounds: list[dict[str, Any]]) -> None:
