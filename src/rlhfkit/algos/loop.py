@@ -24,6 +24,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhfkit.algos import sharded
 from rlhfkit.config import F
 from rlhfkit.errors import UserError
 from rlhfkit.lm.data import minibatches
@@ -67,21 +68,8 @@ def accelerator_for(device: str, mixed_precision: str = "fp32") -> Accelerator:
         # accelerate keeps one state per process; a later run in the same process (tests, the
         # quickstart's stages) may ask for another precision, so start that state afresh.
         AcceleratorState._reset_state()
-    return Accelerator(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()),
-                       mixed_precision=mixed_precision)
-
-
-def _refuse_sharded_weights(acc: Accelerator, desc: str) -> None:
-    """FSDP full sharding and ZeRO-3 leave each process a shard of the weights; evaluation and
-    `final/` read the unwrapped model, which would then be a shard. Until the full state dict is
-    gathered for them, stop with a clear error instead of saving a broken model."""
-    from accelerate.utils import DistributedType
-
-    zero3 = acc.state.deepspeed_plugin is not None and acc.state.deepspeed_plugin.zero_stage == 3
-    if acc.distributed_type == DistributedType.FSDP or zero3:
-        raise UserError(f"{desc}: weight sharding (FSDP full shard, DeepSpeed ZeRO-3) is not supported yet: "
-                        "saving and evaluation need the full weights. Use DDP (configs/accelerate/multi_gpu_ddp.yaml) "
-                        "or ZeRO-2 (deepspeed_zero2.yaml), with LoRA or gradient checkpointing for memory")
+    return sharded.make_accelerator(device == "cpu" or (device == "auto" and not torch.cuda.is_available()),
+                                    mixed_precision)
 
 
 def _adamw(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
@@ -175,7 +163,8 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     if n_examples == 0:
         raise UserError(f"{desc}: no training examples")
     acc = accelerator or accelerator_for(device, cfg.mixed_precision)
-    _refuse_sharded_weights(acc, desc)
+    sharded.check_supported(acc, desc)
+    shard = sharded.sharding(acc)
     spe = max(1, math.ceil(n_examples / cfg.batch_size))
     total = cfg.max_steps or max(1, int(round(cfg.epochs * spe)))
     if cfg.gradient_checkpointing:
@@ -190,7 +179,9 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     if ckpt is not None:
         _load_weights(model, ckpt / "model")
         state = load_trainer_state(ckpt)
-        opt.load_state_dict(state["optimizer"])
+        if not shard:
+            sharded.check_unsharded_optimizer_state(state["optimizer"])
+            opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start = state["step"]
         log.info("%s: resuming from %s (step %d of %d)", desc, ckpt, start, total)
@@ -198,7 +189,10 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         # DeepSpeed reads the per-process batch from a prepared data loader; fit has none.
         acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = max(
             1, math.ceil(cfg.batch_size / acc.num_processes))
+    skeleton = sharded.meta_copy(model) if shard else None  # the model's shape, for full saves
     wrapped, opt = acc.prepare(model, opt)
+    if shard and ckpt is not None:
+        sharded.load_optimizer_state(wrapped, opt, state["optimizer"])
     wrapped.train()
     if acc.is_main_process:
         per = math.ceil(cfg.batch_size / acc.num_processes)
@@ -209,16 +203,20 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             ("mixed precision", cfg.mixed_precision), ("gradient checkpointing", cfg.gradient_checkpointing)]))
     with _calls_through(model, wrapped):
         _train(run, acc, wrapped, opt, sched, n_examples, loss_fn, cfg, seed, logger, desc, start, total,
-               spe, on_step)
+               spe, on_step, skeleton)
     acc.wait_for_everyone()
+    if skeleton is not None:  # hand the caller an ordinary model with the full trained weights
+        sharded.restore_full(acc, wrapped, skeleton, model)
     return total
 
 
 def _train(run: RunDir, acc: Accelerator, wrapped: torch.nn.Module,
            opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, n_examples: int,
            loss_fn: Callable[[list[int]], LossOutput], cfg: OptimConfig, seed: int, logger: MetricsLogger,
-           desc: str, start: int, total: int, spe: int, on_step: Callable[[int], dict[str, float]] | None) -> None:
+           desc: str, start: int, total: int, spe: int, on_step: Callable[[int], dict[str, float]] | None,
+           skeleton: torch.nn.Module | None = None) -> None:
     rank, world = acc.process_index, acc.num_processes
+    units = sharded.backward_units(wrapped) if skeleton is not None else []
     bar = progress(range(start, total), total=total, desc=desc)
     bar.update(start)
     epoch_batches: list[list[int]] = []
@@ -240,6 +238,7 @@ def _train(run: RunDir, acc: Accelerator, wrapped: torch.nn.Module,
                             f"checkpoint is kept in {run.checkpoints}")
         opt.zero_grad(set_to_none=True)
         acc.backward(out.loss * (share * world) if world > 1 else out.loss)
+        sharded.reshard(units)
         gnorm = acc.clip_grad_norm_(wrapped.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
         opt.step()
         sched.step()
@@ -256,8 +255,23 @@ def _train(run: RunDir, acc: Accelerator, wrapped: torch.nn.Module,
             if acc.is_main_process:
                 logger.log(metrics, done)
             bar.set_postfix(loss=f"{loss:.4f}")
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total and acc.is_main_process:
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
+            _checkpoint(run, acc, wrapped, opt, sched, done, skeleton)
+    bar.close()
+
+
+def _checkpoint(run: RunDir, acc: Accelerator, wrapped: torch.nn.Module, opt: torch.optim.Optimizer,
+                sched: torch.optim.lr_scheduler.LambdaLR, done: int, skeleton: torch.nn.Module | None) -> None:
+    """Write `checkpoints/step-N/` from the main process. Sharded weights and optimizer state
+    are gathered first (a collective every process joins), so the files hold the full model."""
+    if skeleton is None:
+        if acc.is_main_process:
             save_checkpoint(run, done, {"model": acc.unwrap_model(wrapped)},
                             {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()})
-    bar.close()
+        return
+    weights, optim = sharded.gather_weights(acc, wrapped), sharded.optimizer_state(wrapped, opt)
+    if acc.is_main_process:
+        save_checkpoint(run, done, {"model": sharded.SavesFull(skeleton, weights)},
+                        {"optimizer": optim, "scheduler": sched.state_dict()})
+    acc.wait_for_everyone()
 

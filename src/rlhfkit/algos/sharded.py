@@ -1,0 +1,214 @@
+"""Weight sharding (FSDP full shard) for the supervised loop: full checkpoints, resume, and a
+full model handed back to the caller.
+
+Under FSDP each process holds only a shard of every weight (Zhao et al. 2023, "PyTorch FSDP",
+section 3; ZeRO stage 3 in Rajbhandari et al. 2020). The algorithms read the bare model after
+`fit` (evaluation, `save_model`), and checkpoints must be Hugging Face-native, so:
+
+- before sharding, `meta_copy` keeps a skeleton of the model whose parameters live on the
+  meta device (no memory), with the same modules, names, ties and buffers;
+- a checkpoint gathers the full state dict with accelerate's generic `get_state_dict` (the
+  call that also consolidates ZeRO-3 weights), and the main process writes it with the
+  skeleton's `save_pretrained` (so `config.json` names the model's own class, not FSDP's);
+- the optimizer state is gathered in full, keyed by parameter name, with torch's
+  `torch.distributed.checkpoint.state_dict` API; on resume every process reads that file and
+  the same API scatters each process's shard into the sharded optimizer;
+- when training ends, `restore_full` broadcasts the gathered weights from the main process
+  into the skeleton and moves the skeleton's contents into the caller's model object, so
+  `model` is an ordinary module holding the full trained weights on every process.
+
+accelerate 1.15 selects FSDP only for GPU-like process groups; `select_fsdp_on_cpu` selects it
+for a gloo (CPU) group too when the launcher asked for FSDP2, which is how the tests run it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
+
+from rlhfkit.errors import UserError
+from rlhfkit.logging import get_logger
+
+log = get_logger(__name__)
+
+# what each sharding mode supports; anything else is refused with this text
+_ZERO3_BLOCKED = ("DeepSpeed ZeRO-3 is not supported by rlhfkit's supervised trainers yet: its gathering path "
+                  "(accelerate's get_state_dict, as for FSDP) is in place but has never run, because DeepSpeed "
+                  "could not be run on the CPU-only machines rlhfkit is tested on (see docs/scaling.md). Use FSDP "
+                  "(configs/accelerate/fsdp.yaml) to shard the weights, or ZeRO-2 (deepspeed_zero2.yaml)")
+
+
+def fsdp_requested() -> bool:
+    """`accelerate launch` with an FSDP config sets this for every process."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def make_accelerator(cpu: bool, mixed_precision: str) -> Accelerator:
+    """`Accelerator(...)`, with a clear error where accelerate cannot build the FSDP plugin
+    (FSDP1 looks for a GPU while it is constructed)."""
+    try:
+        acc = Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+    except RuntimeError as e:
+        if fsdp_requested() and "no available devices" in str(e):
+            raise UserError(f"FSDP: {e}. On CPU only FSDP2 runs: set `fsdp_version: 2` in the accelerate "
+                            "config (configs/accelerate/fsdp.yaml does)") from e
+        raise
+    select_fsdp_on_cpu(acc)
+    return acc
+
+
+def select_fsdp_on_cpu(acc: Accelerator) -> None:
+    """Turn a CPU (gloo) process group launched with an FSDP2 config into an FSDP run.
+
+    accelerate 1.15 sets DistributedType.FSDP only for GPU-like groups and silently runs DDP
+    on CPU. FSDP2 (`fully_shard`, DTensor) supports CPU and gloo, so we select it the way
+    accelerate's own state does: on the accelerator state and on the process state it copies
+    `distributed_type` from."""
+    if not fsdp_requested() or acc.distributed_type not in (DistributedType.MULTI_CPU, DistributedType.FSDP):
+        return
+    if getattr(acc.state, "fsdp_plugin", None) is not None:
+        return  # accelerate selected it (GPUs), or an earlier run in this process did
+    from accelerate.state import PartialState
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin()  # reads the FSDP_* variables the launcher set
+    if plugin.fsdp_version != 2:
+        raise UserError("FSDP on CPU needs FSDP2: set `fsdp_version: 2` in the accelerate config")
+    if acc.state.mixed_precision != "no":
+        plugin.set_mixed_precision(acc.state.mixed_precision)
+    acc.state.fsdp_plugin = plugin
+    acc.state.distributed_type = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    log.info("FSDP2 on CPU: %d processes over gloo", acc.num_processes)
+
+
+def sharding(acc: Accelerator) -> str | None:
+    """'fsdp' or 'zero3' where each process holds a shard of the weights, else None."""
+    if acc.distributed_type == DistributedType.FSDP:
+        return "fsdp"
+    ds = acc.state.deepspeed_plugin
+    if ds is not None and ds.zero_stage == 3:
+        return "zero3"
+    return None
+
+
+def check_supported(acc: Accelerator, desc: str) -> None:
+    """Refuse the sharding modes that do not work end to end."""
+    if sharding(acc) == "zero3":
+        raise UserError(f"{desc}: {_ZERO3_BLOCKED}")
+
+
+def backward_units(wrapped: torch.nn.Module) -> list[torch.nn.Module]:
+    """FSDP2 units, told to keep their gathered weights through the whole backward pass.
+
+    A unit frees its gathered weights after its backward by default. The shared-prompt forward
+    (`lm.shared_prompt`) runs each block twice (prompt, then responses on its key/value cache)
+    and the prompt's backward comes after the responses' one, so it would read freed storage.
+    Kept through backward, each call's gradient is reduce-scattered and accumulated into the
+    shard as it completes; `reshard` frees the gathered weights once backward is done."""
+    from torch.distributed.fsdp import FSDPModule
+
+    units = [m for m in wrapped.modules() if isinstance(m, FSDPModule)]
+    for u in units:
+        u.set_reshard_after_backward(False, recurse=False)
+    return units
+
+
+def reshard(units: list[torch.nn.Module]) -> None:
+    """Free the gathered weights of every FSDP2 unit (after backward, before the optimizer step)."""
+    for u in units:
+        u.reshard()
+
+
+def meta_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` whose parameters are on the meta device (shapes, dtypes, ties and
+    requires_grad kept; no memory). Buffers are copied for real: they do not train, are not
+    sharded, and some (rotary tables) are not in the state dict."""
+    memo: dict[int, Any] = {}
+    for p in model.parameters():
+        memo[id(p)] = torch.nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+    return copy.deepcopy(model, memo)
+
+
+def gather_weights(acc: Accelerator, wrapped: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The full state dict (names as in the unwrapped model) on the main process, {} or the
+    same elsewhere. A collective: every process must call it."""
+    return acc.get_state_dict(wrapped)
+
+
+class SavesFull:
+    """Something with `save_pretrained(path)` that writes the skeleton's class and config
+    with gathered weights (what `save_checkpoint` calls for each model)."""
+
+    def __init__(self, skeleton: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+        self.skeleton, self.state_dict = skeleton, state_dict
+
+    def save_pretrained(self, path: Any) -> None:
+        self.skeleton.save_pretrained(path, state_dict=self.state_dict, safe_serialization=True)
+
+
+def optimizer_state(wrapped: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """The full optimizer state keyed by parameter name (on the main process). A collective."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_optimizer_state_dict,
+    )
+
+    return get_optimizer_state_dict(wrapped, _inner(opt), options=StateDictOptions(full_state_dict=True,
+                                                                                      cpu_offload=True))
+
+
+def load_optimizer_state(wrapped: torch.nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load a full, name-keyed optimizer state (every process read it) into the sharded optimizer."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_optimizer_state_dict,
+    )
+
+    if not all(isinstance(k, str) for k in state.get("state", {})):
+        raise UserError("the checkpoint's optimizer state was written by an unsharded run (keyed by index); "
+                        "resume it without FSDP, or start a new run from its weights")
+    set_optimizer_state_dict(wrapped, _inner(opt), state, options=StateDictOptions(full_state_dict=True))
+
+
+def _inner(opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    return getattr(opt, "optimizer", opt)  # accelerate's AcceleratedOptimizer wraps the torch one
+
+
+@torch.no_grad()
+def restore_full(acc: Accelerator, wrapped: torch.nn.Module, skeleton: torch.nn.Module,
+                 model: torch.nn.Module) -> None:
+    """Make the caller's `model` an ordinary module holding the full trained weights on every
+    process: gather (main process), broadcast each parameter, fill the skeleton, and move the
+    skeleton's contents into `model` (the sharded modules and their hooks are dropped)."""
+    full = gather_weights(acc, wrapped)
+    names = dict(skeleton.named_parameters())  # one name per parameter: ties stay shared
+    fresh: dict[int, torch.nn.Parameter] = {}
+    for name, p in names.items():
+        if acc.is_main_process and name not in full:
+            raise RuntimeError(f"the gathered state dict lacks {name}")
+        t = full[name].to(acc.device, p.dtype) if acc.is_main_process else torch.empty(
+            p.shape, dtype=p.dtype, device=acc.device)
+        if acc.num_processes > 1:
+            torch.distributed.broadcast(t, src=0)
+        fresh[id(p)] = torch.nn.Parameter(t, requires_grad=p.requires_grad)
+    for mod in skeleton.modules():
+        for key, p in list(mod._parameters.items()):
+            if p is not None:
+                mod._parameters[key] = fresh[id(p)]
+    skeleton.to(acc.device)  # the buffers
+    vars(model).clear()
+    vars(model).update(vars(skeleton))
+    model.__class__ = skeleton.__class__
+
+
+def check_unsharded_optimizer_state(state: dict[str, Any]) -> None:
+    """An unsharded run cannot load the name-keyed optimizer state a sharded run wrote."""
+    if any(isinstance(k, str) for k in state.get("state", {})):
+        raise UserError("the checkpoint's optimizer state was written by an FSDP run (keyed by parameter name); "
+                        "resume it under the same FSDP launch config, or start a new run from its weights")

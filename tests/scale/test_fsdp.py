@@ -1,0 +1,110 @@
+"""FSDP (issue 7): the reward model trained by 2 CPU processes with FSDP2 full sharding
+(gloo, launched by `accelerate launch` with the shipped configs/accelerate/fsdp.yaml) follows
+the single-process loss curve for the same global batch; every process gets the full trained
+weights back from `fit`; final/ and the mid-run checkpoint are Hugging Face-native full
+models; and a run resumed from the mid-run checkpoint (weights and sharded optimizer state)
+ends where the uninterrupted run ended."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_ddp import _free_port, pairs  # noqa: F401 (pairs: a fixture, 21 comparisons)
+
+from rlhfkit.cli import main
+from rlhfkit.logging import read_metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "accelerate" / "fsdp.yaml"
+# 17 training pairs in batches of 8: steps 1-2 split 4/4, step 3 (1 pair) splits 1/0, step 4 starts epoch 2.
+COMMON = ["--set", "optim.log_every=1", "--set", "optim.max_steps=4", "--set", "optim.batch_size=8",
+          "--set", "optim.warmup_frac=0", "--set", "heldout_frac=0.2", "--set", "max_len=40",
+          "--set", "device=cpu", "--set", "optim.lr=1e-2"]
+
+
+def _rm(lm: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["rm", "--model", str(lm), "--data", str(data), "--out", str(out), *COMMON, *extra]
+
+
+def _losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["train/loss"] for r in read_metrics(run / "metrics.jsonl") if "train/loss" in r}
+
+
+def _launch(*commands: list[str]) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1", RLHFKIT_PROGRESS="0", HF_HUB_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    argv: list[str] = []
+    for c in commands:
+        argv += (["--then"] if argv else []) + c
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG),
+           "--mixed_precision", "no", "--main_process_port", str(_free_port()),
+           str(Path(__file__).with_name("fsdp_driver.py")), *argv]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280, check=False)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+
+
+def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: float) -> None:
+    assert sorted(a) == sorted(b)
+    for k, v in a.items():
+        torch.testing.assert_close(v, b[k], rtol=tol, atol=tol, msg=k)
+
+
+@pytest.mark.timeout(400)
+def test_fsdp_reward_model_end_to_end(micro_lm, pairs, tmp_path):  # noqa: F811 (the imported fixture)
+    from transformers import AutoModelForSequenceClassification
+
+    full, resumed = tmp_path / "rm-fsdp", tmp_path / "rm-fsdp-resumed"
+    _launch(_rm(micro_lm, pairs, full, "--set", "optim.checkpoint_every=2"),
+            ["@copy-for-resume", str(full), str(resumed)],
+            _rm(micro_lm, pairs, resumed, "--set", "optim.checkpoint_every=2", "--set", "resume=true"))
+    assert [(full / f"world-{r}.txt").read_text() for r in (0, 1)] == ["2", "2"]
+    single = tmp_path / "rm-single"
+    assert main(_rm(micro_lm, pairs, single, "--set", "optim.checkpoint_every=0")) == 0
+
+    # the loss curve of the sharded run is the single-process one, step by step
+    a, b = _losses(single), _losses(full)
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4], (a, b)
+    assert abs(a[4] - a[1]) > 1e-3, a  # the curve moves
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-5), (step, a, b)
+
+    # every process holds the full trained weights after fit, the same on both
+    held = [load_file(str(full / f"held-{r}.safetensors")) for r in (0, 1)]
+    _close(held[0], held[1], 0.0)
+    # ... and they are the single-process run's. The key bias has zero gradient in exact arithmetic
+    # (softmax ignores a shift shared by all keys), so Adam turns float noise into steps of up to lr
+    # there: that tensor is compared only within lr * steps.
+    reference = AutoModelForSequenceClassification.from_pretrained(single / "final").state_dict()
+    key_bias = {k for k in reference if k.endswith("attn.c_attn.bias")}
+    _close({k: v for k, v in held[0].items() if k not in key_bias}, {k: v for k, v in reference.items()
+                                                                     if k not in key_bias}, 1e-5)
+    _close({k: held[0][k] for k in key_bias}, {k: reference[k] for k in key_bias}, 4e-2)
+
+    # final/ is a Hugging Face model whose weights are the gathered trained ones
+    final = AutoModelForSequenceClassification.from_pretrained(full / "final")
+    assert json.loads((full / "final" / "config.json").read_text())["architectures"] == [type(final).__name__]
+    _close(final.state_dict(), held[0], 0.0)
+    heldout = json.loads((full / "summary.json").read_text())
+    assert heldout["steps"] == 4 and heldout["train_examples"] == 17 and heldout["n_heldout"] > 0
+
+    # the mid-run checkpoint holds full weights (not a shard) and a name-keyed full optimizer state
+    ckpt = full / "checkpoints" / "step-2"
+    mid = AutoModelForSequenceClassification.from_pretrained(ckpt / "model")
+    assert all(p.shape == final.state_dict()[k].shape for k, p in mid.state_dict().items())
+    opt = torch.load(ckpt / "trainer_state.pt", weights_only=False)["optimizer"]
+    assert opt["state"] and all(isinstance(k, str) for k in opt["state"])
+    assert {s["exp_avg"].shape for s in opt["state"].values()} == {
+        p.shape for k, p in mid.named_parameters() if k in opt["state"]}
+
+    # resumed from step 2, the run takes steps 3-4 as the uninterrupted one did and ends in the same place
+    r = _losses(resumed)
+    for step in (3, 4):
+        assert r[step] == pytest.approx(b[step], rel=1e-5, abs=1e-6), (step, r, b)
+    _close(AutoModelForSequenceClassification.from_pretrained(resumed / "final").state_dict(), final.state_dict(), 1e-5)
