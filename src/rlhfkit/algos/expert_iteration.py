@@ -73,10 +73,10 @@ def run(cfg: ExpertIterationConfig) -> dict:
         raise UserError("expert-iter: give --policy PATH and --reward-model PATH")
     seed_everything(cfg.seed)
     acc = accelerator_for(cfg.device, cfg.optim.mixed_precision)
-    dist = Dist(acc)
+    s = _setup(cfg, acc)
+    dist = s.dist
     path = cfg.out or "runs/expert-iter"
     run_dir = RunDir.create(path, cfg) if dist.is_main else RunDir(Path(path))
-    s = _setup(cfg, acc)
     dist.reseed(cfg.seed)
     start, rounds = _resume(run_dir, s) if cfg.resume else (0, [])
     with MetricsLogger(run_dir.path if dist.is_main else None, cfg.log, resume=cfg.resume) as logger:
