@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -48,6 +49,22 @@ def test_interleave_undoes_the_shard():
     assert interleave([items[0::2], items[1::2]]) == items
     assert interleave([items[0::3], items[1::3], items[2::3]]) == items
     assert interleave([items]) == items
+
+
+@pytest.mark.parametrize("kind", ["FSDP", "DEEPSPEED", "fsdp-launch"])
+def test_weight_sharding_is_refused_with_a_clear_error(kind, monkeypatch):
+    """Round 2 of an FSDP run would fail deep in `fit` (the model is already sharded): refuse at start."""
+    from accelerate import DistributedType
+
+    from rlhfkit.algos.expert_iteration import _refuse_sharding
+    from rlhfkit.errors import UserError
+
+    acc = SimpleNamespace(distributed_type=DistributedType.MULTI_CPU if kind == "fsdp-launch" else DistributedType[kind])
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true" if kind == "fsdp-launch" else "false")
+    with pytest.raises(UserError, match="one device or with DDP"):
+        _refuse_sharding(acc)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "false")
+    _refuse_sharding(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU))  # DDP: accepted
 
 
 def _kill_in_round_2(argv: list[str], out: Path, when: Path) -> None:

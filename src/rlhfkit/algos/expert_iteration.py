@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedType
 
+from rlhfkit.algos import sharded
 from rlhfkit.algos.best_of_n import best_of_n_gathered
 from rlhfkit.algos.loop import OptimConfig, accelerator_for, fit
 from rlhfkit.algos.online import Dist, Setup, _load_policy
@@ -73,6 +74,7 @@ def run(cfg: ExpertIterationConfig) -> dict:
         raise UserError("expert-iter: give --policy PATH and --reward-model PATH")
     seed_everything(cfg.seed)
     acc = accelerator_for(cfg.device, cfg.optim.mixed_precision)
+    _refuse_sharding(acc)
     s = _setup(cfg, acc)
     dist = s.dist
     path = cfg.out or "runs/expert-iter"
@@ -90,6 +92,15 @@ def run(cfg: ExpertIterationConfig) -> dict:
         save_model(s.policy, s.tokenizer, run_dir.final)
         run_dir.write_summary(summary)
     return summary
+
+
+def _refuse_sharding(acc: Accelerator) -> None:
+    """Sampling needs the whole policy on every process, and `fit` cannot yet shard the same model
+    object a second time (FSDP2 refuses to wrap it again in round 2), so: one device or DDP."""
+    if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED) or sharded.fsdp_requested():
+        raise UserError("expert-iter: runs on one device or with DDP (configs/accelerate/cpu_2proc.yaml, "
+                        "multi_gpu_ddp.yaml); FSDP and DeepSpeed are not supported for it yet (every round "
+                        "samples with the whole policy and fine-tunes the same model again)")
 
 
 def _setup(cfg: ExpertIterationConfig, acc: Accelerator) -> Setup:
