@@ -32,7 +32,12 @@ from rlhfkit.algos.online import (
     setup,
 )
 from rlhfkit.algos.ppo import earlier_history, summarize
-from rlhfkit.algos.rollout import RewardNormalizer, VLLMSampler, response_forward, rollout_sampler
+from rlhfkit.algos.rollout import (
+    RewardNormalizer,
+    VLLMSampler,
+    response_forward,
+    rollout_sampler,
+)
 from rlhfkit.config import F, RunConfig
 from rlhfkit.lm.models import LoRAConfig, merged, save_model
 from rlhfkit.lm.sampling import generate

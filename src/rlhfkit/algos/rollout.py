@@ -19,8 +19,8 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhfkit.algos.reward_model import score
-from rlhfkit.lm.data import keeps_logits, position_ids
 from rlhfkit.errors import UserError
+from rlhfkit.lm.data import keeps_logits, position_ids
 from rlhfkit.lm.models import reward_model_from
 from rlhfkit.ops.logprobs import entropy_from_logits, response_logprobs
 from rlhfkit.types import Rollout

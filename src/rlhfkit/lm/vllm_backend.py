@@ -105,7 +105,9 @@ class VLLMEngine:
                  max_num_seqs: int, seed: int, dtype: torch.dtype = torch.float32, max_prompt_tokens: int = 64,
                  kv_cache_memory_bytes: int | None = None) -> None:
         vllm = require_vllm()
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # weights are handed over by reference
+        if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0") != "0":
+            log.warning("vllm: VLLM_ENABLE_V1_MULTIPROCESSING set to 0: the weights are handed over in-process")
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         from transformers import AutoConfig
 
         self.tokenizer, self.max_prompt_tokens = tokenizer, max_prompt_tokens
