@@ -163,6 +163,14 @@ def test_engine_samples_n_per_prompt_prompt_major(engine):
 
 
 @needs_vllm
+def test_long_prompt_keeps_its_end_within_the_positions(engine):
+    # the micro policy has 64 positions and the engine 12 new tokens: 52 prompt tokens fit
+    r = engine.generate(["the kettle was fine " * 40 + "Review:"], 12, greedy=True)
+    assert r.prompt_len == 52
+    assert engine.tokenizer.decode(r.ids[0, :52].tolist()).endswith("Review:")
+
+
+@needs_vllm
 @pytest.mark.parametrize("kind", ["ppo", "reinforce"])
 def test_online_run_with_vllm_backend(kind, micro_policy, tmp_path):
     from rlhfkit.cli import main

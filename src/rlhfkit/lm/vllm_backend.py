@@ -110,13 +110,14 @@ class VLLMEngine:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         from transformers import AutoConfig
 
-        self.tokenizer, self.max_prompt_tokens = tokenizer, max_prompt_tokens
         config = AutoConfig.from_pretrained(str(model_dir))
         limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         max_len = min(max_prompt_tokens + max_new_tokens, limit or max_prompt_tokens + max_new_tokens)
         if max_len <= max_new_tokens:
             raise UserError(f"rollout: max_new_tokens={max_new_tokens} leaves no room for a prompt in the "
                             f"policy's {max_len} positions")
+        # a prompt keeps its last tokens, as many as fit before the response in the model's positions
+        self.tokenizer, self.max_prompt_tokens = tokenizer, max_len - max_new_tokens
         kv = kv_cache_memory_bytes or kv_cache_bytes(config, max_len, max_num_seqs, dtype)
         log.info("vllm: engine over %s (%s, max_model_len %d, KV cache %.0f MiB)", model_dir, dtype, max_len,
                  kv / 2**20)
