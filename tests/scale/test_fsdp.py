@@ -1,5 +1,6 @@
-"""FSDP (issue 7): the reward model trained by 2 CPU processes with FSDP2 full sharding
-(gloo, launched by `accelerate launch` with the shipped configs/accelerate/fsdp.yaml) follows
+"""Weight sharding (issue 7): the reward model trained by 2 CPU processes with FSDP2 full
+sharding or DeepSpeed ZeRO-3 (gloo, launched by `accelerate launch` with the shipped
+configs/accelerate/fsdp.yaml or deepspeed_zero3.yaml) follows
 the single-process loss curve for the same global batch; every process gets the full trained
 weights back from `fit`; final/ and the mid-run checkpoint are Hugging Face-native full
 models; and a run resumed from the mid-run checkpoint (weights and sharded optimizer state)
@@ -22,7 +23,7 @@ from rlhfkit.cli import main
 from rlhfkit.logging import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "configs" / "accelerate" / "fsdp.yaml"
+CONFIGS = ROOT / "configs" / "accelerate"
 # 17 training pairs in batches of 8: steps 1-2 split 4/4, step 3 (1 pair) splits 1/0, step 4 starts epoch 2.
 COMMON = ["--set", "optim.log_every=1", "--set", "optim.max_steps=4", "--set", "optim.batch_size=8",
           "--set", "optim.warmup_frac=0", "--set", "heldout_frac=0.2", "--set", "max_len=40",
@@ -37,13 +38,13 @@ def _losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["train/loss"] for r in read_metrics(run / "metrics.jsonl") if "train/loss" in r}
 
 
-def _launch(*commands: list[str]) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="1", RLHFKIT_PROGRESS="0", HF_HUB_OFFLINE="1",
+def _launch(config: str, *commands: list[str]) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1", RLHFKIT_PROGRESS="0", HF_HUB_OFFLINE="1", DS_ACCELERATOR="cpu",
                PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     argv: list[str] = []
     for c in commands:
         argv += (["--then"] if argv else []) + c
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG),
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / config),
            "--mixed_precision", "no", "--main_process_port", str(_free_port()),
            str(Path(__file__).with_name("fsdp_driver.py")), *argv]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280, check=False)
@@ -56,12 +57,25 @@ def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: float) -
         torch.testing.assert_close(v, b[k], rtol=tol, atol=tol, msg=k)
 
 
+def _deepspeed() -> bool:
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+ZERO3 = pytest.param("deepspeed_zero3.yaml", marks=pytest.mark.skipif(
+    not _deepspeed(), reason="deepspeed is not installed (pip install 'rlhfkit[deepspeed]'; it runs on CPU)"))
+
+
 @pytest.mark.timeout(400)
-def test_fsdp_reward_model_end_to_end(micro_lm, pairs, tmp_path):  # noqa: F811 (the imported fixture)
+@pytest.mark.parametrize("config", ["fsdp.yaml", ZERO3])
+def test_sharded_reward_model_end_to_end(config, micro_lm, pairs, tmp_path):  # noqa: F811 (the imported fixture)
     from transformers import AutoModelForSequenceClassification
 
-    full, resumed = tmp_path / "rm-fsdp", tmp_path / "rm-fsdp-resumed"
-    _launch(_rm(micro_lm, pairs, full, "--set", "optim.checkpoint_every=2"),
+    full, resumed = tmp_path / "rm-sharded", tmp_path / "rm-sharded-resumed"
+    _launch(config, _rm(micro_lm, pairs, full, "--set", "optim.checkpoint_every=2"),
             ["@copy-for-resume", str(full), str(resumed)],
             _rm(micro_lm, pairs, resumed, "--set", "optim.checkpoint_every=2", "--set", "resume=true"))
     assert [(full / f"world-{r}.txt").read_text() for r in (0, 1)] == ["2", "2"]
@@ -94,14 +108,19 @@ def test_fsdp_reward_model_end_to_end(micro_lm, pairs, tmp_path):  # noqa: F811 
     heldout = json.loads((full / "summary.json").read_text())
     assert heldout["steps"] == 4 and heldout["train_examples"] == 17 and heldout["n_heldout"] > 0
 
-    # the mid-run checkpoint holds full weights (not a shard) and a name-keyed full optimizer state
+    # the mid-run checkpoint holds full weights (not a shard) and the optimizer state: in full,
+    # name-keyed (FSDP), or DeepSpeed's per-process partitions in a sibling folder (ZeRO-3)
     ckpt = full / "checkpoints" / "step-2"
     mid = AutoModelForSequenceClassification.from_pretrained(ckpt / "model")
     assert all(p.shape == final.state_dict()[k].shape for k, p in mid.state_dict().items())
     opt = torch.load(ckpt / "trainer_state.pt", weights_only=False)["optimizer"]
-    assert opt["state"] and all(isinstance(k, str) for k in opt["state"])
-    assert {s["exp_avg"].shape for s in opt["state"].values()} == {
-        p.shape for k, p in mid.named_parameters() if k in opt["state"]}
+    if config == "fsdp.yaml":
+        assert opt["state"] and all(isinstance(k, str) for k in opt["state"])
+        assert {s["exp_avg"].shape for s in opt["state"].values()} == {
+            p.shape for k, p in mid.named_parameters() if k in opt["state"]}
+    else:
+        assert opt == {"zero3": "zero3-step-2"}
+        assert len(list((full / "checkpoints" / "zero3-step-2" / "zero3").glob("*optim_states.pt"))) == 2
 
     # resumed from step 2, the run takes steps 3-4 as the uninterrupted one did and ends in the same place
     r = _losses(resumed)

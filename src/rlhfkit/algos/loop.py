@@ -75,8 +75,8 @@ def accelerator_for(device: str, mixed_precision: str = "fp32") -> Accelerator:
 def _adamw(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     """AdamW, no weight decay on biases and norms. `fused` runs one kernel per step for all
     parameters instead of a dozen per tensor (supported for CPU and CUDA float tensors)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    decay = [p for p in model.parameters() if p.requires_grad and sharded.full_ndim(p) >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and sharded.full_ndim(p) < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     kinds = {p.device.type for p in decay + no_decay}
     fused = cfg.fused_adamw and kinds <= {"cpu", "cuda"} and all(p.dtype.is_floating_point for p in decay + no_decay)
@@ -163,7 +163,6 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     if n_examples == 0:
         raise UserError(f"{desc}: no training examples")
     acc = accelerator or accelerator_for(device, cfg.mixed_precision)
-    sharded.check_supported(acc, desc)
     shard = sharded.sharding(acc)
     spe = max(1, math.ceil(n_examples / cfg.batch_size))
     total = cfg.max_steps or max(1, int(round(cfg.epochs * spe)))
@@ -177,7 +176,8 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     start = 0
     ckpt = run.latest_checkpoint() if resume else None
     if ckpt is not None:
-        _load_weights(model, ckpt / "model")
+        if shard != "zero3":  # ZeRO-3 loads its partitions after prepare; the model may be partitioned already
+            _load_weights(model, ckpt / "model")
         state = load_trainer_state(ckpt)
         if not shard:
             sharded.check_unsharded_optimizer_state(state["optimizer"])
@@ -189,10 +189,11 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         # DeepSpeed reads the per-process batch from a prepared data loader; fit has none.
         acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = max(
             1, math.ceil(cfg.batch_size / acc.num_processes))
+        acc.state.deepspeed_plugin.deepspeed_config["gradient_clipping"] = cfg.grad_clip  # DeepSpeed clips itself
     skeleton = sharded.meta_copy(model) if shard else None  # the model's shape, for full saves
     wrapped, opt = acc.prepare(model, opt)
     if shard and ckpt is not None:
-        sharded.load_optimizer_state(wrapped, opt, state["optimizer"])
+        sharded.load_optimizer_state(acc, wrapped, opt, state["optimizer"], run.checkpoints)
     wrapped.train()
     if acc.is_main_process:
         per = math.ceil(cfg.batch_size / acc.num_processes)
@@ -269,9 +270,11 @@ def _checkpoint(run: RunDir, acc: Accelerator, wrapped: torch.nn.Module, opt: to
             save_checkpoint(run, done, {"model": acc.unwrap_model(wrapped)},
                             {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()})
         return
-    weights, optim = sharded.gather_weights(acc, wrapped), sharded.optimizer_state(wrapped, opt)
+    weights = sharded.gather_weights(acc, wrapped)
+    optim = sharded.optimizer_state(acc, wrapped, opt, run.checkpoints / f"zero3-step-{done}")
     if acc.is_main_process:
         save_checkpoint(run, done, {"model": sharded.SavesFull(skeleton, weights)},
                         {"optimizer": optim, "scheduler": sched.state_dict()})
+        sharded.prune_zero3(run.checkpoints)
     acc.wait_for_everyone()
 

@@ -1,30 +1,34 @@
-"""Weight sharding (FSDP full shard) for the supervised loop: full checkpoints, resume, and a
-full model handed back to the caller.
+"""Weight sharding (FSDP full shard, DeepSpeed ZeRO-3) for the supervised loop: full
+checkpoints, resume, and a full model handed back to the caller.
 
-Under FSDP each process holds only a shard of every weight (Zhao et al. 2023, "PyTorch FSDP",
-section 3; ZeRO stage 3 in Rajbhandari et al. 2020). The algorithms read the bare model after
-`fit` (evaluation, `save_model`), and checkpoints must be Hugging Face-native, so:
+Under FSDP (Zhao et al. 2023, "PyTorch FSDP") and ZeRO stage 3 (Rajbhandari et al. 2020,
+"ZeRO", section 5.3) each process holds only a shard of every weight. The algorithms read the
+bare model after `fit` (evaluation, `save_model`), and checkpoints must be Hugging
+Face-native, so:
 
 - before sharding, `meta_copy` keeps a skeleton of the model whose parameters live on the
   meta device (no memory), with the same modules, names, ties and buffers;
 - a checkpoint gathers the full state dict with accelerate's generic `get_state_dict` (the
-  call that also consolidates ZeRO-3 weights), and the main process writes it with the
-  skeleton's `save_pretrained` (so `config.json` names the model's own class, not FSDP's);
-- the optimizer state is gathered in full, keyed by parameter name, with torch's
-  `torch.distributed.checkpoint.state_dict` API; on resume every process reads that file and
-  the same API scatters each process's shard into the sharded optimizer;
+  same call for FSDP and ZeRO-3), and the main process writes it with the skeleton's
+  `save_pretrained` (so `config.json` names the model's own class, not FSDP's);
+- the optimizer state: under FSDP gathered in full, keyed by parameter name, with torch's
+  `torch.distributed.checkpoint.state_dict` API, and scattered back into the shards on
+  resume; under ZeRO-3, DeepSpeed's own per-process partition files;
 - when training ends, `restore_full` broadcasts the gathered weights from the main process
   into the skeleton and moves the skeleton's contents into the caller's model object, so
   `model` is an ordinary module holding the full trained weights on every process.
 
-accelerate 1.15 selects FSDP only for GPU-like process groups; `select_fsdp_on_cpu` selects it
-for a gloo (CPU) group too when the launcher asked for FSDP2, which is how the tests run it.
+accelerate 1.15 selects FSDP only for GPU-like process groups, and counts one process for
+DeepSpeed without a GPU; `make_accelerator` sets up both on a CPU (gloo), which is how the
+tests run them.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,23 +40,29 @@ from rlhfkit.logging import get_logger
 
 log = get_logger(__name__)
 
-# what each sharding mode supports; anything else is refused with this text
-_ZERO3_BLOCKED = ("DeepSpeed ZeRO-3 is not supported by rlhfkit's supervised trainers yet: its gathering path "
-                  "(accelerate's get_state_dict, as for FSDP) is in place but has never run, because DeepSpeed "
-                  "could not be run on the CPU-only machines rlhfkit is tested on (see docs/scaling.md). Use FSDP "
-                  "(configs/accelerate/fsdp.yaml) to shard the weights, or ZeRO-2 (deepspeed_zero2.yaml)")
-
-
 def fsdp_requested() -> bool:
     """`accelerate launch` with an FSDP config sets this for every process."""
     return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
 
 
+def deepspeed_requested() -> bool:
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
 def make_accelerator(cpu: bool, mixed_precision: str) -> Accelerator:
     """`Accelerator(...)`, with a clear error where accelerate cannot build the FSDP plugin
-    (FSDP1 looks for a GPU while it is constructed)."""
+    (FSDP1 looks for a GPU while it is constructed).
+
+    DeepSpeed on a CPU (its CPU accelerator): `Accelerator(cpu=True)` would drop DeepSpeed for
+    plain DDP, and without it accelerate finds no GPU backend and counts one process while
+    DeepSpeed runs two; naming gloo gives both the same process group."""
+    from accelerate.utils import InitProcessGroupKwargs
+
     try:
-        acc = Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+        if cpu and deepspeed_requested():
+            acc = Accelerator(mixed_precision=mixed_precision, kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")])
+        else:
+            acc = Accelerator(cpu=cpu, mixed_precision=mixed_precision)
     except RuntimeError as e:
         if fsdp_requested() and "no available devices" in str(e):
             raise UserError(f"FSDP: {e}. On CPU only FSDP2 runs: set `fsdp_version: 2` in the accelerate "
@@ -97,12 +107,6 @@ def sharding(acc: Accelerator) -> str | None:
     return None
 
 
-def check_supported(acc: Accelerator, desc: str) -> None:
-    """Refuse the sharding modes that do not work end to end."""
-    if sharding(acc) == "zero3":
-        raise UserError(f"{desc}: {_ZERO3_BLOCKED}")
-
-
 def backward_units(wrapped: torch.nn.Module) -> list[torch.nn.Module]:
     """FSDP2 units, told to keep their gathered weights through the whole backward pass.
 
@@ -125,13 +129,20 @@ def reshard(units: list[torch.nn.Module]) -> None:
         u.reshard()
 
 
+def full_ndim(p: torch.Tensor) -> int:
+    """A parameter's number of dimensions; a ZeRO-3 partitioned one (zero.Init) is flat, and
+    keeps its real shape in `ds_shape`."""
+    return len(getattr(p, "ds_shape", p.shape))
+
+
 def meta_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of `model` whose parameters are on the meta device (shapes, dtypes, ties and
     requires_grad kept; no memory). Buffers are copied for real: they do not train, are not
     sharded, and some (rotary tables) are not in the state dict."""
     memo: dict[int, Any] = {}
-    for p in model.parameters():
-        memo[id(p)] = torch.nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+    for p in model.parameters():  # a ZeRO-3 partitioned parameter (zero.Init) keeps its shape in ds_shape
+        meta = torch.empty(tuple(getattr(p, "ds_shape", p.shape)), dtype=p.dtype, device="meta")
+        memo[id(p)] = torch.nn.Parameter(meta, requires_grad=p.requires_grad)
     return copy.deepcopy(model, memo)
 
 
@@ -152,8 +163,17 @@ class SavesFull:
         self.skeleton.save_pretrained(path, state_dict=self.state_dict, safe_serialization=True)
 
 
-def optimizer_state(wrapped: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """The full optimizer state keyed by parameter name (on the main process). A collective."""
+def optimizer_state(acc: Accelerator, wrapped: torch.nn.Module, opt: torch.optim.Optimizer,
+                    folder: Path) -> dict[str, Any]:
+    """What a checkpoint's `trainer_state.pt` keeps of a sharded optimizer. A collective.
+
+    FSDP: the full state keyed by parameter name (on the main process). ZeRO-3: DeepSpeed's
+    optimizer keeps flat per-process partitions that its own `save_checkpoint` writes, one
+    file per process, into `folder` (a sibling of the step's folder, written first); the
+    trainer state then only names it."""
+    if sharding(acc) == "zero3":
+        wrapped.save_checkpoint(str(folder), tag="zero3")
+        return {"zero3": folder.name}
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         get_optimizer_state_dict,
@@ -163,17 +183,32 @@ def optimizer_state(wrapped: torch.nn.Module, opt: torch.optim.Optimizer) -> dic
                                                                                       cpu_offload=True))
 
 
-def load_optimizer_state(wrapped: torch.nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Load a full, name-keyed optimizer state (every process read it) into the sharded optimizer."""
+def load_optimizer_state(acc: Accelerator, wrapped: torch.nn.Module, opt: torch.optim.Optimizer,
+                         state: dict[str, Any], checkpoints: Path) -> None:
+    """Load what `optimizer_state` saved (every process read it) into the sharded optimizer."""
+    if sharding(acc) == "zero3":
+        if "zero3" not in state:
+            raise UserError(f"{checkpoints}: the checkpoint was not written by a ZeRO-3 run; resume it the way "
+                            "it was launched, or start a new run from its weights")
+        wrapped.load_checkpoint(str(checkpoints / state["zero3"]), tag="zero3", load_optimizer_states=True,
+                                load_lr_scheduler_states=False)
+        return
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         set_optimizer_state_dict,
     )
 
-    if not all(isinstance(k, str) for k in state.get("state", {})):
-        raise UserError("the checkpoint's optimizer state was written by an unsharded run (keyed by index); "
-                        "resume it without FSDP, or start a new run from its weights")
+    if "zero3" in state or not all(isinstance(k, str) for k in state.get("state", {})):
+        raise UserError(f"{checkpoints}: the checkpoint's optimizer state was not written by an FSDP run; "
+                        "resume it the way it was launched, or start a new run from its weights")
     set_optimizer_state_dict(wrapped, _inner(opt), state, options=StateDictOptions(full_state_dict=True))
+
+
+def prune_zero3(checkpoints: Path) -> None:
+    """Remove DeepSpeed partition folders whose step folder `save_checkpoint` has pruned."""
+    for d in checkpoints.glob("zero3-step-*"):
+        if not (checkpoints / d.name.removeprefix("zero3-")).exists():
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _inner(opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
@@ -209,6 +244,6 @@ def restore_full(acc: Accelerator, wrapped: torch.nn.Module, skeleton: torch.nn.
 
 def check_unsharded_optimizer_state(state: dict[str, Any]) -> None:
     """An unsharded run cannot load the name-keyed optimizer state a sharded run wrote."""
-    if any(isinstance(k, str) for k in state.get("state", {})):
-        raise UserError("the checkpoint's optimizer state was written by an FSDP run (keyed by parameter name); "
-                        "resume it under the same FSDP launch config, or start a new run from its weights")
+    if "zero3" in state or any(isinstance(k, str) for k in state.get("state", {})):
+        raise UserError("the checkpoint's optimizer state was written by a sharded run (FSDP or ZeRO-3); "
+                        "resume it under the same launch config, or start a new run from its weights")
