@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,7 @@ def _losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["train/loss"] for r in read_metrics(run / "metrics.jsonl") if "train/loss" in r}
 
 
-def _launch(config: str, *commands: list[str]) -> None:
+def _launch(config: str, *commands: list[str]) -> str:
     env = dict(os.environ, OMP_NUM_THREADS="1", RLHFKIT_PROGRESS="0", HF_HUB_OFFLINE="1", DS_ACCELERATOR="cpu",
                PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     argv: list[str] = []
@@ -49,6 +50,7 @@ def _launch(config: str, *commands: list[str]) -> None:
            str(Path(__file__).with_name("fsdp_driver.py")), *argv]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280, check=False)
     assert proc.returncode == 0, proc.stderr[-6000:]
+    return proc.stderr
 
 
 def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: float) -> None:
@@ -75,10 +77,15 @@ def test_sharded_reward_model_end_to_end(config, micro_lm, pairs, tmp_path):  # 
     from transformers import AutoModelForSequenceClassification
 
     full, resumed = tmp_path / "rm-sharded", tmp_path / "rm-sharded-resumed"
-    _launch(config, _rm(micro_lm, pairs, full, "--set", "optim.checkpoint_every=2"),
+    log = _launch(config, _rm(micro_lm, pairs, full, "--set", "optim.checkpoint_every=2"),
             ["@copy-for-resume", str(full), str(resumed)],
             _rm(micro_lm, pairs, resumed, "--set", "optim.checkpoint_every=2", "--set", "resume=true"))
     assert [(full / f"world-{r}.txt").read_text() for r in (0, 1)] == ["2", "2"]
+    # really sharded: each process holds about half of the parameter values while it trains
+    held_by = {int(m[0]): (int(m[1]), int(m[2])) for m in re.findall(r"process (\d) holds (\d+) of (\d+)", log)}
+    assert sorted(held_by) == [0, 1], log[-3000:]
+    for held, whole in held_by.values():
+        assert 0.4 * whole < held < 0.6 * whole, held_by
     single = tmp_path / "rm-single"
     assert main(_rm(micro_lm, pairs, single, "--set", "optim.checkpoint_every=0")) == 0
 

@@ -107,6 +107,21 @@ def sharding(acc: Accelerator) -> str | None:
     return None
 
 
+def held_fraction(wrapped: torch.nn.Module) -> tuple[int, int]:
+    """(parameter values this process holds, values in the model): the proof that it is sharded.
+    FSDP2 parameters are DTensors (`to_local()` is the shard); ZeRO-3 ones keep the shard in
+    `ds_tensor` and the full size in `ds_numel`."""
+    held = total = 0
+    for p in wrapped.parameters():
+        if hasattr(p, "ds_tensor"):
+            held, total = held + p.ds_tensor.numel(), total + p.ds_numel
+        elif hasattr(p, "to_local"):
+            held, total = held + p.to_local().numel(), total + p.numel()
+        else:
+            held, total = held + p.numel(), total + p.numel()
+    return held, total
+
+
 def backward_units(wrapped: torch.nn.Module) -> list[torch.nn.Module]:
     """FSDP2 units, told to keep their gathered weights through the whole backward pass.
 
@@ -237,6 +252,7 @@ def restore_full(acc: Accelerator, wrapped: torch.nn.Module, skeleton: torch.nn.
             if p is not None:
                 mod._parameters[key] = fresh[id(p)]
     skeleton.to(acc.device)  # the buffers
+    skeleton.train(model.training)  # the mode training left it in, as without sharding
     vars(model).clear()
     vars(model).update(vars(skeleton))
     model.__class__ = skeleton.__class__
