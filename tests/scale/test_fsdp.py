@@ -31,6 +31,9 @@ COMMON = ["--set", "optim.log_every=1", "--set", "optim.max_steps=4", "--set", "
           "--set", "device=cpu", "--set", "optim.lr=1e-2"]
 
 
+LORA = ("--set", "lora.enabled=true", "--set", "lora.dropout=0", "--set", "optim.checkpoint_every=0")
+
+
 def _rm(lm: Path, data: Path, out: Path, *extra: str) -> list[str]:
     return ["rm", "--model", str(lm), "--data", str(data), "--out", str(out), *COMMON, *extra]
 
@@ -76,10 +79,11 @@ ZERO3 = pytest.param("deepspeed_zero3.yaml", marks=pytest.mark.skipif(
 def test_sharded_reward_model_end_to_end(config, micro_lm, pairs, tmp_path):  # noqa: F811 (the imported fixture)
     from transformers import AutoModelForSequenceClassification
 
-    full, resumed = tmp_path / "rm-sharded", tmp_path / "rm-sharded-resumed"
+    full, resumed, lora = tmp_path / "rm-sharded", tmp_path / "rm-sharded-resumed", tmp_path / "rm-lora"
     log = _launch(config, _rm(micro_lm, pairs, full, "--set", "optim.checkpoint_every=2"),
-            ["@copy-for-resume", str(full), str(resumed)],
-            _rm(micro_lm, pairs, resumed, "--set", "optim.checkpoint_every=2", "--set", "resume=true"))
+                  ["@copy-for-resume", str(full), str(resumed)],
+                  _rm(micro_lm, pairs, resumed, "--set", "optim.checkpoint_every=2", "--set", "resume=true"),
+                  _rm(micro_lm, pairs, lora, *LORA))
     assert [(full / f"world-{r}.txt").read_text() for r in (0, 1)] == ["2", "2"]
     # really sharded: each process holds about half of the parameter values while it trains
     held_by = {int(m[0]): (int(m[1]), int(m[2])) for m in re.findall(r"process (\d) holds (\d+) of (\d+)", log)}
@@ -134,3 +138,12 @@ def test_sharded_reward_model_end_to_end(config, micro_lm, pairs, tmp_path):  # 
     for step in (3, 4):
         assert r[step] == pytest.approx(b[step], rel=1e-5, abs=1e-6), (step, r, b)
     _close(AutoModelForSequenceClassification.from_pretrained(resumed / "final").state_dict(), final.state_dict(), 1e-5)
+
+    # LoRA under sharding: the same curve as one process, and a merged final/
+    assert main(_rm(micro_lm, pairs, tmp_path / "lora-single", *LORA)) == 0
+    a, b = _losses(tmp_path / "lora-single"), _losses(lora)
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4], (a, b)
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-5), (step, a, b)
+    merged = AutoModelForSequenceClassification.from_pretrained(lora / "final").state_dict()
+    assert sorted(merged) == sorted(final.state_dict())  # no adapter keys: merged into the weights

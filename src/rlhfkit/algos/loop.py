@@ -78,6 +78,7 @@ def _adamw(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     decay = [p for p in model.parameters() if p.requires_grad and sharded.full_ndim(p) >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and sharded.full_ndim(p) < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]  # DeepSpeed drops empty groups (LoRA has no trainable 1-D ones)
     kinds = {p.device.type for p in decay + no_decay}
     fused = cfg.fused_adamw and kinds <= {"cpu", "cuda"} and all(p.dtype.is_floating_point for p in decay + no_decay)
     if fused:
