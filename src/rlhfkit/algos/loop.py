@@ -196,8 +196,7 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     if shard and ckpt is not None:
         sharded.load_optimizer_state(acc, wrapped, opt, state["optimizer"], run.checkpoints)
     if shard:
-        held, whole = sharded.held_fraction(wrapped)
-        log.info("%s: %s: process %d holds %d of %d parameter values", desc, shard, acc.process_index, held, whole)
+        sharded.log_held(acc, wrapped, desc)
     wrapped.train()
     if acc.is_main_process:
         per = math.ceil(cfg.batch_size / acc.num_processes)

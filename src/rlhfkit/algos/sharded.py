@@ -40,12 +40,14 @@ from rlhfkit.logging import get_logger
 
 log = get_logger(__name__)
 
+
 def fsdp_requested() -> bool:
     """`accelerate launch` with an FSDP config sets this for every process."""
     return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
 
 
 def deepspeed_requested() -> bool:
+    """`accelerate launch` with a DeepSpeed config sets this for every process."""
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
@@ -120,6 +122,12 @@ def held_fraction(wrapped: torch.nn.Module) -> tuple[int, int]:
         else:
             held, total = held + p.numel(), total + p.numel()
     return held, total
+
+
+def log_held(acc: Accelerator, wrapped: torch.nn.Module, desc: str) -> None:
+    held, whole = held_fraction(wrapped)
+    log.info("%s: %s: process %d holds %d of %d parameter values", desc, sharding(acc), acc.process_index,
+             held, whole)
 
 
 def backward_units(wrapped: torch.nn.Module) -> list[torch.nn.Module]:
