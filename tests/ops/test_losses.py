@@ -38,6 +38,8 @@ def test_bradley_terry_weights_are_a_weighted_mean():
     expected = sum(wi * li for wi, li in zip(w.tolist(), per)) / w.sum().item()
     assert bradley_terry(c, r, weights=w).loss.item() == pytest.approx(expected)
     assert bradley_terry(c, r).loss.item() == pytest.approx(sum(per) / 3)
+    # what the weighted mean divides by, for weighting data-parallel shards; None: the pairs
+    assert bradley_terry(c, r, weights=w).count == pytest.approx(4.5) and bradley_terry(c, r).count is None
     # a uniform weight changes nothing
     assert bradley_terry(c, r, weights=torch.full((3,), 1 / 3)).loss.item() == pytest.approx(sum(per) / 3)
 
@@ -164,4 +166,5 @@ def test_sft_nll_by_hand():
     assert out.metrics["nll"] == pytest.approx(nll)
     assert out.metrics["ppl"] == pytest.approx(4.0, rel=1e-5)
     assert out.metrics["tokens"] == 3
+    assert out.count == 3  # a token mean: data-parallel shards are weighted by their tokens
     assert sft_nll(logprobs, mask, reduction="sum").loss.item() == pytest.approx(3 * nll)

@@ -1,6 +1,7 @@
-"""DDP equivalence (issue 7): the reward model and DPO trained by 2 CPU processes (gloo,
+"""DDP equivalence (issue 7): the reward model, DPO and SFT trained by 2 CPU processes (gloo,
 launched by `accelerate launch` with the shipped config) follow the single-process loss
-curve for the same global batch, step by step, including a last batch split unevenly."""
+curve for the same global batch, step by step, including a last batch split unevenly. SFT's
+loss is a mean over response tokens, which the two shards hold in unequal numbers."""
 
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ def _free_port() -> int:
 
 
 def _argv(kind: str, lm: Path, data: Path, out: Path) -> list[str]:
+    if kind == "sft":  # 21 of the embedded task's demonstrations: the same batch layout as the pairs
+        return [kind, "--model", str(lm), "--out", str(out), "--set", "n_demos=21", "--set", "optim.lr=1e-2",
+                *COMMON]
     model_flag = "--model" if kind == "rm" else "--policy"
     lr = "1e-2" if kind == "rm" else "1e-3"
     return [kind, model_flag, str(lm), "--data", str(data), "--out", str(out), "--set", f"optim.lr={lr}", *COMMON]
@@ -63,11 +67,12 @@ def test_ddp_follows_single_process_loss_curve(micro_lm, pairs, tmp_path):
                PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG),
            "--main_process_port", str(_free_port()), str(Path(__file__).with_name("ddp_driver.py")),
-           *_argv("rm", lm, data, tmp_path / "rm-ddp"), "--then", *_argv("dpo", lm, data, tmp_path / "dpo-ddp")]
+           *_argv("rm", lm, data, tmp_path / "rm-ddp"), "--then", *_argv("dpo", lm, data, tmp_path / "dpo-ddp"),
+           "--then", *_argv("sft", lm, data, tmp_path / "sft-ddp")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert [(tmp_path / "rm-ddp" / f"world-{r}.txt").read_text() for r in (0, 1)] == ["2", "2"]
-    for kind in ("rm", "dpo"):
+    for kind in ("rm", "dpo", "sft"):
         assert main(_argv(kind, lm, data, tmp_path / f"{kind}-single")) == 0
         single, ddp = _losses(tmp_path / f"{kind}-single"), _losses(tmp_path / f"{kind}-ddp")
         assert [s for s, _ in ddp] == [s for s, _ in single] == [1, 2, 3, 4], (kind, ddp)

@@ -132,6 +132,17 @@ def _calls_through(model: torch.nn.Module, wrapped: torch.nn.Module) -> Iterator
             del model.forward
 
 
+def _share(acc: Accelerator, out: LossOutput, n_local: int, n_batch: int) -> float:
+    """This process's weight in the global batch's mean loss: its fraction of the batch's
+    examples, or, for a loss that is a mean over other units (`out.count`: tokens, summed pair
+    weights), its fraction of the global count (one small all-reduce)."""
+    if acc.num_processes == 1 or out.count is None:
+        return n_local / n_batch
+    local = out.count if n_local else 0.0
+    total = acc.reduce(torch.tensor([local], dtype=torch.float64, device=acc.device), reduction="sum").item()
+    return local / total if total > 0 else n_local / n_batch
+
+
 def _global_step_loss(acc: Accelerator, out: LossOutput, share: float) -> tuple[float, dict[str, float]]:
     """The global batch's loss and metrics: each process's value weighted by its share of the
     batch, summed over processes (one small all-reduce). Every process sees the same numbers,
@@ -233,8 +244,8 @@ def _train(run: RunDir, acc: Accelerator, wrapped: torch.nn.Module,
         # DDP averages gradients over processes, so scaling each shard's mean loss by
         # world * share makes the result the global-batch mean even for uneven shards. A process
         # whose shard is empty (a short last batch) still runs a forward and backward, weighted 0.
-        share = len(idx) / len(batch)
         out = loss_fn(idx or batch[:1])
+        share = _share(acc, out, len(idx), len(batch))
         loss, metrics_now = _global_step_loss(acc, out, share)
         if not math.isfinite(loss):
             raise UserError(f"{desc}: the loss became {loss} at step {step} (examples "

@@ -20,6 +20,9 @@ class LossOutput:
 
     loss: torch.Tensor
     metrics: dict[str, float] = field(default_factory=dict)
+    # What `loss` is a mean over (tokens, summed pair weights) when that is not the examples:
+    # under data parallelism each process's shard is weighted by it (`algos.loop`).
+    count: float | None = None
 
 
 def sft_nll(logprobs: torch.Tensor, mask: torch.Tensor, reduction: Reduction = "mean") -> LossOutput:
@@ -29,7 +32,8 @@ def sft_nll(logprobs: torch.Tensor, mask: torch.Tensor, reduction: Reduction = "
     nll = reduce(-logprobs, mask, reduction)
     tokens = mask.sum().item()
     mean_nll = masked_mean(-logprobs.detach(), mask).item()
-    return LossOutput(nll, {"nll": mean_nll, "ppl": float(torch.tensor(mean_nll).exp()), "tokens": tokens})
+    return LossOutput(nll, {"nll": mean_nll, "ppl": float(torch.tensor(mean_nll).exp()), "tokens": tokens},
+                      count=float(tokens) if reduction == "mean" else None)
 
 
 def bradley_terry(chosen: torch.Tensor, rejected: torch.Tensor, target: torch.Tensor | float = 1.0,
@@ -66,7 +70,7 @@ def bradley_terry(chosen: torch.Tensor, rejected: torch.Tensor, target: torch.Te
             "chosen": chosen.float().mean().item(),
             "rejected": rejected.float().mean().item(),
         }
-    return LossOutput(loss, metrics)
+    return LossOutput(loss, metrics, count=None if weights is None else w.sum().item())
 
 
 def dpo(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
@@ -81,7 +85,7 @@ def dpo(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: 
     rejected_reward = beta * (policy_rejected - ref_rejected)
     out = bradley_terry(chosen_reward, rejected_reward, target=target, weights=weights)
     metrics = {f"reward_{k}" if k in ("chosen", "rejected") else k: v for k, v in out.metrics.items()}
-    return LossOutput(out.loss, metrics)
+    return LossOutput(out.loss, metrics, count=out.count)
 
 
 def ppo_clip(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
