@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from rlhfkit.algos.loop import OptimConfig, fit
+from rlhfkit.algos.loop import OptimConfig, fit, is_main_process
 from rlhfkit.config import F, ModelConfig, RunConfig
 from rlhfkit.feedback.formats import read_text_rows
 from rlhfkit.lm.data import lm_blocks, token_logprobs
@@ -61,8 +61,9 @@ def run(cfg: PretrainConfig) -> dict:
         if cfg.resume and tok_dir.exists():
             tok = load_tokenizer(tok_dir)
         else:
-            tok = train_tokenizer(train_docs, cfg.model.vocab_size)
-            tok.save_pretrained(tok_dir)
+            tok = train_tokenizer(train_docs, cfg.model.vocab_size)  # the same on every process
+            if is_main_process():
+                tok.save_pretrained(tok_dir)
         model = build_tiny_gpt(cfg.model, tok)
         block = cfg.model.n_positions
     blocks = lm_blocks(tok, train_docs, block)
@@ -74,15 +75,16 @@ def run(cfg: PretrainConfig) -> dict:
         lp = token_logprobs(model, ids, torch.ones_like(ids))  # (B, T-1)
         return sft_nll(lp, torch.ones_like(lp))
 
-    with MetricsLogger(run_dir.path, cfg.log, resume=cfg.resume) as logger:
+    with MetricsLogger(run_dir.path if is_main_process() else None, cfg.log, resume=cfg.resume) as logger:
         steps = fit(run_dir, model, tok, len(blocks), loss_fn, cfg.optim, cfg.seed, logger, "pretrain",
                     resume=cfg.resume, device=cfg.device)
         eval_nll = evaluate_nll(model, tok, eval_docs, block)
         logger.log({"eval/lm/nll": eval_nll}, steps)
-    save_model(model, tok, run_dir.final)
     summary = {"final": str(run_dir.final), "steps": steps, "train_tokens": int(blocks.numel()),
                "eval_nll": eval_nll, "eval_ppl": float(torch.tensor(eval_nll).exp()), "wall_s": time.time() - t0}
-    run_dir.write_summary(summary)
+    if is_main_process():  # one writer under `accelerate launch`
+        save_model(model, tok, run_dir.final)
+        run_dir.write_summary(summary)
     log.info("pretrain: eval perplexity %.2f; model in %s", summary["eval_ppl"], run_dir.final)
     return summary
 
