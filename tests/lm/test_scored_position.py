@@ -103,3 +103,23 @@ def test_off_under_gradient_checkpointing_and_for_unknown_architectures(tiny_lm)
         "opt", vocab_size=50, hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
         word_embed_proj_dim=32, pad_token_id=PAD, num_labels=1))
     assert last_block_mlp(opt) is None
+
+
+def test_gradient_checkpointing_takes_the_two_forward_path(tiny_lm):
+    """Under checkpointing in training, transformers returns no key/value cache to share: the
+    reward model then scores the two full sequences (the same values), instead of failing."""
+    from rlhfkit.lm.shared_prompt import can_share_prompt
+
+    model, tok = reward_model_from(tiny_lm)
+    for m in model.modules():  # no dropout, so the two paths see the same function
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    enc = encode_preferences(tok, PAIRS, 64)
+    plain = pair_rewards(model.eval(), enc, tok.pad_token_id, share_prompt=True)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    assert not can_share_prompt(model)
+    rc, rr = pair_rewards(model, enc, tok.pad_token_id, share_prompt=True)
+    (rc - rr).sum().backward()
+    torch.testing.assert_close(torch.cat([rc, rr]).detach(), torch.cat(plain).detach(), rtol=1e-4, atol=1e-5)
+    assert can_share_prompt(model.eval())  # no cache problem outside training

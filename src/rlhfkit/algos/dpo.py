@@ -34,7 +34,7 @@ from rlhfkit.lm.models import (
     save_model,
     with_adapters,
 )
-from rlhfkit.lm.shared_prompt import collate_shared, shared_logprobs
+from rlhfkit.lm.shared_prompt import can_share_prompt, collate_shared, shared_logprobs
 from rlhfkit.logging import MetricsLogger, get_logger, progress
 from rlhfkit.ops.losses import LossOutput, dpo
 from rlhfkit.runtime import RunDir, seed_everything
@@ -62,7 +62,7 @@ def pair_sequence_logprobs(model, enc: Sequence[EncodedPreference], pad_id: int,
     """log pi(y_c|x) and log pi(y_r|x), (B,) each: the prompt run once for both responses
     (`lm.shared_prompt`), or, if the pair's prompts were cut differently, one forward over both
     full sequences."""
-    if share_prompt and not is_prefix_tuned(model) and (sb := collate_shared(enc, pad_id)) is not None:
+    if share_prompt and can_share_prompt(model) and (sb := collate_shared(enc, pad_id)) is not None:
         return shared_logprobs(model, batch_to(sb, model.device))
     b = batch_to(collate_preferences(enc, pad_id), model.device)
     T = max(b.chosen_ids.shape[1], b.rejected_ids.shape[1])

@@ -35,14 +35,13 @@ from rlhfkit.lm.data import (
 from rlhfkit.lm.models import (
     LoRAConfig,
     PrefixConfig,
-    is_prefix_tuned,
     merged,
     reward_model_from,
     save_model,
     with_adapters,
 )
 from rlhfkit.lm.scored_position import feed_forward_at, scored_index
-from rlhfkit.lm.shared_prompt import collate_shared, shared_rewards
+from rlhfkit.lm.shared_prompt import can_share_prompt, collate_shared, shared_rewards
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import LossOutput, bradley_terry, rating_regression
 from rlhfkit.runtime import RunDir, seed_everything
@@ -137,7 +136,7 @@ def pair_rewards(model, batch: Sequence[EncodedPreference], pad_id: int, share_p
     """r(x, y_c), r(x, y_r), (B,) each: the prompt run once for both responses
     (`lm.shared_prompt`), or both full sequences padded together in one forward."""
     dev = model.device
-    if share_prompt and not is_prefix_tuned(model) and (sb := collate_shared(batch, pad_id)) is not None:
+    if share_prompt and can_share_prompt(model) and (sb := collate_shared(batch, pad_id)) is not None:
         return shared_rewards(model, batch_to(sb, dev))
     ids, att = pad_right([e.chosen[0] for e in batch] + [e.rejected[0] for e in batch], pad_id)
     r = scalar_scores(model, ids.to(dev), att.to(dev))  # (2B,)

@@ -42,12 +42,17 @@ def scored_index(input_ids: torch.Tensor, pad_token_id: int | None) -> torch.Ten
     return (positions * (input_ids != pad_token_id).to(torch.int32)).argmax(-1).long()  # (N,)
 
 
+def checkpointing(model: Any) -> bool:
+    """Whether gradient checkpointing is on in any of `model`'s modules (as transformers sets it)."""
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+
+
 def last_block_mlp(model: Any) -> torch.nn.Module | None:
     """The last decoder block's `mlp`, or None where the shortcut does not apply."""
     config = getattr(model, "config", None)
     if getattr(config, "model_type", None) not in SUPPORTED:
         return None
-    if any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules()):
+    if checkpointing(model):
         return None
     blocks = [m for name, m in model.named_modules()
               if isinstance(m, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in ("h", "layers") and len(m)]

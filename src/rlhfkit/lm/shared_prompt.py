@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 
 from rlhfkit.lm.data import EncodedPreference, keeps_logits
-from rlhfkit.lm.scored_position import feed_forward_at, scored_index
+from rlhfkit.lm.scored_position import checkpointing, feed_forward_at, scored_index
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,15 @@ class SharedPromptBatch:
     prompt_mask: torch.Tensor  # (B, P)
     response_ids: torch.Tensor  # (2B, R), right-padded; rows 2i, 2i+1 = chosen, rejected of pair i
     response_mask: torch.Tensor  # (2B, R)
+
+
+def can_share_prompt(model: Any) -> bool:
+    """The shared path hands the prompt's key/value cache to the second forward. Not with a
+    prefix (peft fills that cache itself), nor under gradient checkpointing while training
+    (transformers then returns no cache): those models take two full forwards."""
+    from rlhfkit.lm.models import is_prefix_tuned
+
+    return not is_prefix_tuned(model) and not (model.training and checkpointing(model))
 
 
 def collate_shared(encoded: Sequence[EncodedPreference], pad_id: int) -> SharedPromptBatch | None:
