@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from rlhfkit import config as config_lib
+from rlhfkit.errors import UserError
 
 
 def seed_everything(seed: int) -> None:
@@ -163,6 +164,22 @@ def save_checkpoint(run: RunDir, step: int, models: dict[str, Any], trainer_stat
     for p in older[: max(0, len(older) - (keep - 1))]:
         shutil.rmtree(p, ignore_errors=True)
     return target
+
+
+def load_model_weights(model: Any, folder: Path) -> None:
+    """Weights that `save_checkpoint` wrote for one model: the full model (`model.safetensors`),
+    or the adapter peft saved (`adapter_model.safetensors`: LoRA or a prefix)."""
+    from safetensors.torch import load_file
+
+    adapter = folder / "adapter_model.safetensors"
+    if adapter.exists():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(str(adapter)))
+    elif (folder / "model.safetensors").exists():
+        model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
+    else:
+        raise UserError(f"{folder}: the checkpoint holds no weights (model.safetensors or adapter_model.safetensors)")
 
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:

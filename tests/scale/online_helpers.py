@@ -1,8 +1,21 @@
-"""What the online-trainer tests share: a reward model on the micro LM."""
+"""What the online-trainer tests share: a reward model on the micro LM, and how to run
+rlhfkit commands in a child process."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# Runs the commands given as "argv|argv|..." one after the other in one process (one start-up).
+SEQUENCE = "import sys; from rlhfkit.cli import main; [sys.exit(1) for a in sys.argv[1].split('|') if main(a.split())]"
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child rlhfkit process: one thread, no progress bars, no hub, this
+    checkout's sources first."""
+    return dict(os.environ, OMP_NUM_THREADS="1", RLHFKIT_PROGRESS="0", HF_HUB_OFFLINE="1",
+                PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
 
 
 def make_reward_dir(micro_lm: Path, out: Path) -> Path:

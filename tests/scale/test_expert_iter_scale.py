@@ -16,10 +16,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from online_helpers import make_reward_dir
+from online_helpers import SEQUENCE, child_env, make_reward_dir
 from safetensors.torch import load_file
-from test_online_resume import DRIVER as SEQUENCE
-from test_online_resume import _env
 
 from rlhfkit.algos.best_of_n import interleave
 from rlhfkit.feedback.formats import read_records
@@ -27,7 +25,6 @@ from rlhfkit.logging import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"
-# SEQUENCE runs commands given as "argv|argv" one after the other in one process (one start-up).
 DRIVER = Path(__file__).with_name("expert_iter_ddp_driver.py")
 
 
@@ -69,7 +66,7 @@ def test_weight_sharding_is_refused_with_a_clear_error(kind, monkeypatch):
 
 def _kill_in_round_2(argv: list[str], out: Path, when: Path) -> None:
     """Start the run; SIGKILL it once the file `when` of round 2's fine-tuning exists."""
-    proc = subprocess.Popen([sys.executable, "-m", "rlhfkit.cli", *argv], env=_env(),
+    proc = subprocess.Popen([sys.executable, "-m", "rlhfkit.cli", *argv], env=child_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while not when.exists():
@@ -99,7 +96,7 @@ def test_sigkill_in_round_2_then_resume_equals_uninterrupted_run(in_round_every,
     ckpt = killed / "checkpoints" / "step-1" / "policy"
     assert (ckpt / "model.safetensors").exists() and (ckpt / "config.json").exists()  # Hugging Face-native
     proc = subprocess.run([sys.executable, "-c", SEQUENCE, " ".join([*args(killed), "--resume"]) + "|" +
-                           " ".join(args(whole))], env=_env(), capture_output=True, text=True, timeout=110, check=False)
+                           " ".join(args(whole))], env=child_env(), capture_output=True, text=True, timeout=110, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "resuming from" in proc.stderr and "(round 1)" in proc.stderr
     assert ("expert-iter round 1: resuming from" in proc.stderr) == bool(in_round_every)
@@ -126,7 +123,7 @@ def _free_port() -> int:
 
 
 def _run(cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=170, check=False)
+    proc = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=170, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 

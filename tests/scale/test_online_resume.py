@@ -7,7 +7,6 @@ position, the KL controller's beta and the reward normalizer's statistics."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,25 +15,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from online_helpers import make_reward_dir
+from online_helpers import SEQUENCE, child_env, make_reward_dir
 from safetensors.torch import load_file
 
 from rlhfkit.logging import read_metrics
 
-ROOT = Path(__file__).resolve().parents[2]
 ITERATIONS = 8
-# Runs the given commands one after the other in one process (one start-up instead of two).
-DRIVER = "import sys; from rlhfkit.cli import main; [sys.exit(1) for a in sys.argv[1].split('|') if main(a.split())]"
 
 
 @pytest.fixture(scope="module")
 def reward_dir(micro_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_reward_dir(micro_lm, tmp_path_factory.mktemp("micro_rm"))
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ, OMP_NUM_THREADS="1", RLHFKIT_PROGRESS="0", HF_HUB_OFFLINE="1",
-                PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
 
 
 def _argv(kind: str, lm: Path, rm: Path, out: Path) -> list[str]:
@@ -49,7 +40,7 @@ def _argv(kind: str, lm: Path, rm: Path, out: Path) -> list[str]:
 
 def _kill_mid_run(argv: list[str], out: Path) -> None:
     """Start the run and SIGKILL it as soon as its first checkpoint is complete."""
-    proc = subprocess.Popen([sys.executable, "-m", "rlhfkit.cli", *argv], env=_env(),
+    proc = subprocess.Popen([sys.executable, "-m", "rlhfkit.cli", *argv], env=child_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while not (out / "checkpoints" / "step-2" / "trainer_state.pt").exists():
@@ -77,9 +68,9 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kind, micro_lm, reward_dir
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     _kill_mid_run(_argv(kind, micro_lm, reward_dir, killed), killed)
     resumed = _argv(kind, micro_lm, reward_dir, killed) + ["--resume"]
-    proc = subprocess.run([sys.executable, "-c", DRIVER,
+    proc = subprocess.run([sys.executable, "-c", SEQUENCE,
                            " ".join(resumed) + "|" + " ".join(_argv(kind, micro_lm, reward_dir, whole))],
-                          env=_env(), capture_output=True, text=True, timeout=170, check=False)
+                          env=child_env(), capture_output=True, text=True, timeout=170, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "resuming from" in proc.stderr
 

@@ -28,7 +28,7 @@ from accelerate import Accelerator, DistributedType
 from rlhfkit.algos import sharded
 from rlhfkit.algos.best_of_n import best_of_n_gathered
 from rlhfkit.algos.loop import OptimConfig, accelerator_for, fit
-from rlhfkit.algos.online import Dist, Setup, _load_policy
+from rlhfkit.algos.online import Dist, Setup
 from rlhfkit.algos.rollout import PromptStream, RewardModel
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
@@ -42,6 +42,7 @@ from rlhfkit.ops.logprobs import masked_mean
 from rlhfkit.ops.losses import LossOutput, sft_nll
 from rlhfkit.runtime import (
     RunDir,
+    load_model_weights,
     load_trainer_state,
     rng_state,
     save_checkpoint,
@@ -170,7 +171,7 @@ def _resume(run_dir: RunDir, s: Setup) -> tuple[int, list[dict[str, Any]]]:
     if ckpt is None:
         log.info("expert-iter: --resume, but %s holds no checkpoint; starting at round 0", run_dir.checkpoints)
         return 0, []
-    _load_policy(s.policy, ckpt / "policy")
+    load_model_weights(s.policy, ckpt / "policy")
     state = load_trainer_state(ckpt)
     s.prompts.cursor = state["prompt_cursor"]
     by_rank = state["rng_by_rank"]

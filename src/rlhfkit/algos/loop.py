@@ -16,12 +16,10 @@ import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhfkit.algos import sharded
@@ -30,7 +28,12 @@ from rlhfkit.errors import UserError
 from rlhfkit.lm.data import minibatches
 from rlhfkit.logging import MetricsLogger, batch_accounting, get_logger, progress
 from rlhfkit.ops.losses import LossOutput
-from rlhfkit.runtime import RunDir, load_trainer_state, save_checkpoint
+from rlhfkit.runtime import (
+    RunDir,
+    load_model_weights,
+    load_trainer_state,
+    save_checkpoint,
+)
 
 log = get_logger(__name__)
 
@@ -155,16 +158,6 @@ def _global_step_loss(acc: Accelerator, out: LossOutput, share: float) -> tuple[
     return local[0].item(), dict(zip(keys, local[1:].tolist()))
 
 
-def _load_weights(model: PreTrainedModel, folder: Path) -> None:
-    """A checkpoint's weights: the full model, or (LoRA) the adapter `peft` saved."""
-    if (folder / "adapter_model.safetensors").exists():
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
-    else:
-        model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
-
-
 def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, n_examples: int,
         loss_fn: Callable[[list[int]], LossOutput], cfg: OptimConfig, seed: int, logger: MetricsLogger,
         desc: str, resume: bool = False, device: str = "auto", accelerator: Accelerator | None = None,
@@ -189,7 +182,7 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     ckpt = run.latest_checkpoint() if resume else None
     if ckpt is not None:
         if shard != "zero3":  # ZeRO-3 loads its partitions after prepare; the model may be partitioned already
-            _load_weights(model, ckpt / "model")
+            load_model_weights(model, ckpt / "model")
         state = load_trainer_state(ckpt)
         if not shard:
             sharded.check_unsharded_optimizer_state(state["optimizer"])

@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 import torch
 from accelerate import Accelerator, DistributedType
-from safetensors.torch import load_file
 
 from rlhfkit.algos.rollout import (
     PromptStream,
@@ -36,6 +35,7 @@ from rlhfkit.logging import get_logger
 from rlhfkit.ops.kl import AdaptiveKLController, FixedKLController
 from rlhfkit.runtime import (
     RunDir,
+    load_model_weights,
     load_trainer_state,
     rng_state,
     save_checkpoint,
@@ -289,19 +289,6 @@ def checkpoint(run: RunDir, it: int, s: Setup, heads: dict[str, Any], opt: Any, 
         "prompt_cursor": s.prompts.cursor, "rng_by_rank": rng_by_rank})
 
 
-def _load_policy(policy: Any, folder: Path) -> None:
-    adapter = folder / "adapter_model.safetensors"
-    if adapter.exists():
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(policy, load_file(str(adapter)))
-    elif (folder / "model.safetensors").exists():
-        policy.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
-    else:
-        raise UserError(f"{folder}: the checkpoint holds no policy weights (model.safetensors or "
-                        "adapter_model.safetensors)")
-
-
 def resume(run: RunDir, s: Setup, heads: dict[str, Any], opt: Any, kl_ctl: Any, norm: Any) -> int:
     """Restore everything `checkpoint` saved; returns the iteration to continue from (0: none).
     Each process takes back its own RNG states; resumed with a different number of processes,
@@ -309,7 +296,7 @@ def resume(run: RunDir, s: Setup, heads: dict[str, Any], opt: Any, kl_ctl: Any, 
     ckpt = run.latest_checkpoint()
     if ckpt is None:
         return 0
-    _load_policy(s.policy, Path(ckpt) / "policy")
+    load_model_weights(s.policy, Path(ckpt) / "policy")
     for name, head in heads.items():
         head.load(Path(ckpt) / name)
     state = load_trainer_state(ckpt)
