@@ -1,5 +1,7 @@
 """cli.py: a dummy Command registered through build_parser([...]) maps flags and common options onto its config."""
 
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -123,3 +125,20 @@ def test_main_runs_the_command_and_reports_user_errors(monkeypatch):
     monkeypatch.setattr(cli, "_all_commands", lambda: [Command("boom", "fails", fail, DummyConfig)])
     assert cli.main(["boom"]) == 2
     assert cli.main(["boom", "--set", "unknown=1"]) == 2  # a ConfigError is a UserError too
+
+
+def test_config_given_by_path_is_imported_only_when_needed(capsys):
+    """A "module:Class" config is resolved for the command's help and its run, not to build the
+    parser: `rlhfkit --help` imports none of the language-model stack."""
+    lazy = Command("lazy", "a command whose config is named by path", CALLS.append, f"{__name__}:DummyConfig",
+                   (Flag("--lr", "lr", "learning rate", type=float),))
+    ns = build_parser([lazy]).parse_args(["lazy", "--lr", "0.5", "--set", "data.limit=3"])
+    cfg = config_from_args(lazy, ns)
+    assert isinstance(cfg, DummyConfig) and cfg.lr == 0.5 and cfg.data.limit == 3
+    with pytest.raises(SystemExit):
+        build_parser([lazy]).parse_args(["lazy", "--help"])
+    assert "data.limit = 0: how many records (0: all)" in capsys.readouterr().out
+    code = ("import sys; from rlhfkit.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('transformers', 'rlhfkit.algos.sft', 'rlhfkit.algos.ppo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

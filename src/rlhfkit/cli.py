@@ -46,9 +46,28 @@ class Command:
     name: str
     help: str
     run: Callable[[Any], Any]
-    config: type | None = None  # a RunConfig dataclass; None: `run` receives the argparse Namespace
+    # a RunConfig dataclass, or its "module:Class" path (imported only when the command runs or
+    # shows its help, so `rlhfkit --help` does not import torch); None: `run` gets the Namespace
+    config: type | str | None = None
     flags: tuple[Flag, ...] = field(default_factory=tuple)
     common: bool = True  # add --config/--set/--seed/--out/--log/--resume
+
+    def config_class(self) -> type | None:
+        if not isinstance(self.config, str):
+            return self.config
+        module, _, name = self.config.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: its config fields are listed under its help, read when asked for."""
+
+    command: Command | None = None
+
+    def format_help(self) -> str:
+        if self.command is not None and self.command.config is not None and self.epilog is None:
+            self.epilog = _config_epilog(self.command.config_class())
+        return super().format_help()
 
 
 def _all_commands() -> list[Command]:
@@ -89,7 +108,7 @@ def _config_epilog(cls: type) -> str:
 def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentParser:
     commands = commands if commands is not None else _all_commands()
     parser = argparse.ArgumentParser(prog="rlhfkit", description="Learning from human feedback, end to end.")
-    top = parser.add_subparsers(dest="command", metavar="COMMAND")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     top.required = True
     groups: dict[str, argparse._SubParsersAction] = {}
     for cmd in commands:
@@ -99,12 +118,13 @@ def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentPars
             key = " ".join(parts[: depth + 1])
             if key not in groups:
                 gp = sub.add_parser(part, help=f"{part} commands")
-                groups[key] = gp.add_subparsers(dest=f"_group_{depth}", metavar="SUBCOMMAND")
+                groups[key] = gp.add_subparsers(dest=f"_group_{depth}", metavar="SUBCOMMAND",
+                                                parser_class=_CommandParser)
                 groups[key].required = True
             sub = groups[key]
         p = sub.add_parser(parts[-1], help=cmd.help, description=cmd.help,
-                           epilog=_config_epilog(cmd.config) if cmd.config else None,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.command = cmd
         for fl in cmd.flags:
             kwargs: dict[str, Any] = {"help": fl.help}
             if fl.action:
@@ -150,7 +170,16 @@ def config_from_args(cmd: Command, ns: argparse.Namespace) -> Any:
         value = getattr(ns, "flag__" + name, None)
         if value is not None:
             extra[name] = value
-    return resolve(cmd.config, getattr(ns, "_config_file", None), getattr(ns, "_overrides", []), extra)
+    return resolve(cmd.config_class(), getattr(ns, "_config_file", None), getattr(ns, "_overrides", []), extra)
+
+
+def _quiet_transformers() -> None:
+    """No transformers progress bars (weights loading) in our logs. HF_HUB_DISABLE_PROGRESS_BARS
+    covers a transformers imported later; this covers one the command's module imported."""
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,15 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     ns = parser.parse_args(argv)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
     cmd: Command = ns._command
     try:
         if cmd.config is None:
+            _quiet_transformers()
             cmd.run(ns)
         else:
-            cmd.run(config_from_args(cmd, ns))
+            cfg = config_from_args(cmd, ns)  # imports the command's module
+            _quiet_transformers()
+            cmd.run(cfg)
     except UserError as e:
         get_logger().error("error: %s", e)
         return 2

@@ -65,45 +65,28 @@ def _quickstart(cfg):
     return run(cfg)
 
 
-def _configs():
-    from rlhfkit.algos.pretrain import PretrainConfig
-    from rlhfkit.algos.reward_model import RMConfig
-    from rlhfkit.algos.sft import SFTConfig
-    from rlhfkit.feedback.simulate import LabelSimConfig
-    from rlhfkit.lm.sampling import SampleConfig
-    from rlhfkit.algos.best_of_n import BestOfNConfig
-    from rlhfkit.algos.dpo import DPOConfig
-    from rlhfkit.algos.expert_iteration import ExpertIterationConfig
-    from rlhfkit.algos.ppo import PPOConfig
-    from rlhfkit.algos.reinforce import ReinforceConfig
-    from rlhfkit.evaluate import EvalConfig
-    from rlhfkit.pipeline import QuickstartConfig
-    return (PretrainConfig, SFTConfig, SampleConfig, LabelSimConfig, RMConfig, PPOConfig, ReinforceConfig, DPOConfig,
-            BestOfNConfig, ExpertIterationConfig, EvalConfig, QuickstartConfig)
-
-
-(PretrainConfig, SFTConfig, SampleConfig, LabelSimConfig, RMConfig, PPOConfig, ReinforceConfig, DPOConfig,
- BestOfNConfig, ExpertIterationConfig, EvalConfig, QuickstartConfig) = _configs()
-
 _POLICY = Flag("--policy", "policy", "policy folder (the SFT model)")
 _RM = Flag("--reward-model", "reward_model", "reward model folder (from `rlhfkit rm`)")
 
 COMMANDS: list[Command] = [
     Command("quickstart", "the whole pipeline on the embedded task: pretrain, SFT, labels, RM, PPO, REINFORCE, "
-            "DPO, best-of-n, expert iteration, evaluation and report", _quickstart, QuickstartConfig, (
+            "DPO, best-of-n, expert iteration, evaluation and report", _quickstart,
+            "rlhfkit.pipeline:QuickstartConfig", (
                 Flag("--fast", "fast", "tiny sizes: a smoke run in about a minute", action="store_true", type=None),
                 Flag("--model", "model.path", "start from this HF causal LM folder instead of pretraining a tiny GPT"),
             )),
     Command("pretrain", "pretrain a language model on a corpus (default: build a tiny GPT on the embedded corpus)",
-            _pretrain, PretrainConfig, (
+            _pretrain, "rlhfkit.algos.pretrain:PretrainConfig", (
                 Flag("--model", "model.path", "continue training this HF causal LM folder"),
                 Flag("--data", "data", "corpus file (.txt lines or .jsonl with 'text')"),
             )),
-    Command("sft", "supervised fine-tuning on demonstrations (loss on response tokens)", _sft, SFTConfig, (
+    Command("sft", "supervised fine-tuning on demonstrations (loss on response tokens)", _sft,
+            "rlhfkit.algos.sft:SFTConfig", (
         Flag("--model", "model", "policy folder to fine-tune"),
         Flag("--data", "data", "demonstrations file (default: the embedded task's)"),
     )),
-    Command("sample", "sample K responses per prompt from a policy, to JSONL", _sample, SampleConfig, (
+    Command("sample", "sample K responses per prompt from a policy, to JSONL", _sample,
+            "rlhfkit.lm.sampling:SampleConfig", (
         Flag("--policy", "policy", "policy folder"),
         Flag("--model", "policy", "same as --policy"),
         Flag("--prompts", "prompts", "prompts file (.txt or .jsonl); default: embedded task prompts"),
@@ -111,32 +94,38 @@ COMMANDS: list[Command] = [
         Flag("--n-prompts", "n_prompts", "embedded prompts to draw", type=int),
         Flag("--output", "output", "JSONL to write"),
     )),
-    Command("label-sim", "simulated labelers rank, compare or rate sampled responses", _label_sim, LabelSimConfig, (
+    Command("label-sim", "simulated labelers rank, compare or rate sampled responses", _label_sim,
+            "rlhfkit.feedback.simulate:LabelSimConfig", (
         Flag("--samples", "samples", "completions JSONL from `rlhfkit sample`"),
         Flag("--kind", "kind", "ranking, pairwise or rating", choices=("ranking", "pairwise", "rating")),
         Flag("--output", "output", "labels JSONL to write"),
     )),
-    Command("rm", "train a reward model on comparisons, rankings or ratings", _rm, RMConfig, (
+    Command("rm", "train a reward model on comparisons, rankings or ratings", _rm,
+            "rlhfkit.algos.reward_model:RMConfig", (
         Flag("--model", "model", "backbone folder (the SFT policy, or any HF causal LM)"),
         Flag("--data", "data", "judgments file (any supported format)"),
         Flag("--objective", "objective", "bradley_terry or ratings", choices=("bradley_terry", "ratings")),
     )),
-    Command("ppo", "PPO against a reward model with a KL penalty to the reference policy", _ppo, PPOConfig,
+    Command("ppo", "PPO against a reward model with a KL penalty to the reference policy", _ppo,
+            "rlhfkit.algos.ppo:PPOConfig",
             (_POLICY, _RM, Flag("--iterations", "iterations", "rollout batches", type=int),
              Flag("--beta", "kl.beta", "KL penalty weight", type=float))),
-    Command("reinforce", "REINFORCE with a baseline on the KL-penalized reward", _reinforce, ReinforceConfig,
+    Command("reinforce", "REINFORCE with a baseline on the KL-penalized reward", _reinforce,
+            "rlhfkit.algos.reinforce:ReinforceConfig",
             (_POLICY, _RM, Flag("--iterations", "iterations", "rollout batches", type=int),
              Flag("--beta", "kl.beta", "KL penalty weight", type=float))),
-    Command("dpo", "direct preference optimization on comparisons", _dpo, DPOConfig,
+    Command("dpo", "direct preference optimization on comparisons", _dpo, "rlhfkit.algos.dpo:DPOConfig",
             (_POLICY, Flag("--data", "data", "comparisons or rankings file"),
              Flag("--beta", "beta", "DPO beta", type=float))),
-    Command("best-of-n", "sample n responses, keep the reward model's favourite", _best_of_n, BestOfNConfig,
+    Command("best-of-n", "sample n responses, keep the reward model's favourite", _best_of_n,
+            "rlhfkit.algos.best_of_n:BestOfNConfig",
             (_POLICY, _RM, Flag("--n", "n", "samples per prompt", type=int),
              Flag("--prompts", "prompts", "prompts file"))),
     Command("expert-iter", "expert iteration: best-of-n samples, fine-tune on them, repeat", _expert_iter,
-            ExpertIterationConfig, (_POLICY, _RM, Flag("--rounds", "rounds", "rounds", type=int))),
+            "rlhfkit.algos.expert_iteration:ExpertIterationConfig",
+            (_POLICY, _RM, Flag("--rounds", "rounds", "rounds", type=int))),
     Command("eval", "gold/proxy score, KL and simulated win-rate of policies against the SFT reference", _eval,
-            EvalConfig, (Flag("--reference", "reference", "reference policy (SFT)"), _RM,
+            "rlhfkit.evaluate:EvalConfig", (Flag("--reference", "reference", "reference policy (SFT)"), _RM,
                          Flag("--policy", "policies", "name=PATH of a policy to evaluate (repeatable)",
                               action="append", type=None),
                          Flag("--best-of", "best_of", "also evaluate best-of-n of the reference (repeatable)",
