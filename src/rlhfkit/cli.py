@@ -17,8 +17,8 @@ from typing import Any, Callable
 COMMAND_MODULES: list[str] = [
     "rlhfkit.commands",
     "rlhfkit.labeling.commands",
-    "rlhfkit.imitation.commands_bc",
-    "rlhfkit.control.commands",
+    "rlhfkit.imitation.cli_commands",
+    "rlhfkit.control.cli_commands",
     "rlhfkit.aggregation.commands",
     "rlhfkit.imitation.commands_irl",
     "rlhfkit.commands_plan",
@@ -45,7 +45,7 @@ class Command:
 
     name: str
     help: str
-    run: Callable[[Any], Any]
+    run: Callable[[Any], Any] | str  # the function, or its "module:function" path (imported to run)
     # a RunConfig dataclass, or its "module:Class" path (imported only when the command runs or
     # shows its help, so `rlhfkit --help` does not import torch); None: `run` gets the Namespace
     config: type | str | None = None
@@ -53,10 +53,16 @@ class Command:
     common: bool = True  # add --config/--set/--seed/--out/--log/--resume
 
     def config_class(self) -> type | None:
-        if not isinstance(self.config, str):
-            return self.config
-        module, _, name = self.config.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return _resolve(self.config) if isinstance(self.config, str) else self.config
+
+    def runner(self) -> Callable[[Any], Any]:
+        return _resolve(self.run) if isinstance(self.run, str) else self.run
+
+
+def _resolve(path: str) -> Any:
+    """The object a "module:name" path names."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 class _CommandParser(argparse.ArgumentParser):
@@ -195,12 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     cmd: Command = ns._command
     try:
         if cmd.config is None:
+            run = cmd.runner()
             _quiet_transformers()
-            cmd.run(ns)
+            run(ns)
         else:
-            cfg = config_from_args(cmd, ns)  # imports the command's module
+            cfg, run = config_from_args(cmd, ns), cmd.runner()  # import the command's modules
             _quiet_transformers()
-            cmd.run(cfg)
+            run(cfg)
     except UserError as e:
         get_logger().error("error: %s", e)
         return 2

@@ -12,26 +12,33 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
-import torch
 
 from rlhfkit import config as config_lib
 from rlhfkit.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
+    import torch
+
     torch.manual_seed(seed)
 
 
 def device_for(requested: str = "auto") -> torch.device:
+    import torch
+
     if requested != "auto":
         return torch.device(requested)
     if torch.cuda.is_available():
@@ -71,7 +78,7 @@ def write_json(path: Path, obj: Any) -> None:
 def _json_default(o: Any) -> Any:
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
-    if isinstance(o, torch.Tensor):
+    if "torch" in sys.modules and isinstance(o, sys.modules["torch"].Tensor):  # no tensor without torch
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
@@ -136,6 +143,8 @@ class RunDir:
 
 
 def rng_state() -> dict[str, Any]:
+    import torch
+
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -145,6 +154,8 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
+    import torch
+
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -159,6 +170,8 @@ def save_checkpoint(run: RunDir, step: int, models: dict[str, Any], trainer_stat
         for name, model in models.items():
             model.save_pretrained(tmp / name)
         state = dict(trainer_state, step=step, rng=rng_state())
+        import torch
+
         torch.save(state, tmp / "trainer_state.pt")
     older = sorted((p for p in run.checkpoints.glob("step-*") if p != target), key=lambda p: int(p.name.split("-")[1]))
     for p in older[: max(0, len(older) - (keep - 1))]:
@@ -183,6 +196,8 @@ def load_model_weights(model: Any, folder: Path) -> None:
 
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    import torch
+
     state = torch.load(checkpoint / "trainer_state.pt", map_location="cpu", weights_only=False)
     set_rng_state(state["rng"])
     return state

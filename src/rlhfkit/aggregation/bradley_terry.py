@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from typing import Iterable, Literal, Mapping
 
 import numpy as np
-import torch
 
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.records import Comparison
-from rlhfkit.ops.losses import bradley_terry
 
 
 class AggregationError(UserError, ValueError):
@@ -119,6 +117,10 @@ def bt_nll(theta: np.ndarray, wins: np.ndarray) -> float:
     i, j = np.nonzero(wins)
     if len(i) == 0:
         return 0.0
+    import torch  # here, not at the top: `rlhfkit --help` reads this package without torch
+
+    from rlhfkit.ops.losses import bradley_terry
+
     t = torch.as_tensor(theta, dtype=torch.float64)
     w = torch.as_tensor(wins[i, j], dtype=torch.float64)
     out = bradley_terry(t[i], t[j], target=1.0, weights=w)

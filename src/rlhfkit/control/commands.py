@@ -7,8 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rlhfkit.cli import Command, Flag
-from rlhfkit.control.loop import ControlConfig, make_labeler, train_preference_rl, train_true_reward
+from rlhfkit.control.loop import (
+    ControlConfig,
+    make_labeler,
+    train_preference_rl,
+    train_true_reward,
+)
 from rlhfkit.control.queries import QUERY_KINDS
 from rlhfkit.errors import UserError
 from rlhfkit.logging import MetricsLogger, get_logger
@@ -83,20 +87,3 @@ def run_train(cfg: ControlConfig) -> dict:
              summary["true_return_mean"], summary["true_return_std"], summary["comparisons"],
              f"{b:.1f}" if b is not None else "skipped", r, run.path / "summary.json")
     return summary
-
-
-COMMANDS: list[Command] = [
-    Command(
-        name="control train",
-        help="Deep RL from human preferences (Christiano et al. 2017) on a Gymnasium task",
-        run=run_train,
-        config=ControlConfig,
-        flags=(
-            Flag("--env", "env", "Gymnasium environment id, e.g. CartPole-v1, Pendulum-v1"),
-            Flag("--comparisons", "comparisons", "total comparisons to ask for", type=int),
-            Flag("--query", "query", "which pairs to ask about", choices=QUERY_KINDS),
-            Flag("--labeler", "labeler", "who answers", choices=("synthetic", "web")),
-            Flag("--timesteps", "timesteps", "agent env steps (0: algorithm default)", type=int),
-        ),
-    ),
-]

@@ -14,13 +14,13 @@ from typing import Literal
 import numpy as np
 import torch
 
+from rlhfkit.control import QUERY_KINDS
 from rlhfkit.control.envs import SpaceInfo
 from rlhfkit.control.reward import RewardEnsemble
 from rlhfkit.control.segments import Segment, Trajectory, sample_segments
 from rlhfkit.feedback.selection import disagreement
 
 QueryKind = Literal["random", "disagreement", "mix"]
-QUERY_KINDS: tuple[str, ...] = ("random", "disagreement", "mix")
 
 
 @dataclass

@@ -16,10 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from rlhfkit.cli import Command, Flag
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
-from rlhfkit.imitation.bc import BCConfig, collect_demos, evaluate_policy, make_env, train_bc
+from rlhfkit.imitation.bc import (
+    BCConfig,
+    collect_demos,
+    evaluate_policy,
+    make_env,
+    train_bc,
+)
 from rlhfkit.imitation.dagger import DAggerConfig, dagger
 from rlhfkit.imitation.experts import make_expert
 from rlhfkit.logging import MetricsLogger, get_logger
@@ -147,18 +152,3 @@ def run_dagger(cfg: ImitateDAggerConfig) -> dict[str, Any]:
                         on_round=lambda i, row: metrics.log({f"dagger/{k}": v for k, v in row.items()}, step=i))
     return _finish(run, cfg, "dagger", result.policy, result.expert_transitions, expert, t0,
                    {"rounds": cfg.dagger.rounds}, curve=result.history)
-
-
-_COMMON = (
-    Flag("--env", "env", "Gymnasium environment id, e.g. CartPole-v1"),
-    Flag("--expert", "expert", "ppo (SB3, cached) or linear (scripted CartPole)", choices=("ppo", "linear")),
-)
-
-COMMANDS: list[Command] = [
-    Command("imitate bc", "behaviour cloning from an expert's demonstrations", run_bc, ImitateBCConfig,
-            flags=_COMMON + (Flag("--demos", "demos", "expert transitions to clone", type=int),)),
-    Command("imitate dagger", "DAgger: the expert labels the states the learner visits", run_dagger,
-            ImitateDAggerConfig,
-            flags=_COMMON + (Flag("--demos", "demos", "budget of expert-labelled transitions", type=int),
-                             Flag("--rounds", "dagger.rounds", "DAgger rounds", type=int))),
-]
