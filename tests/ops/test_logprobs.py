@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from rlhfkit.ops.logprobs import entropy_from_logits, masked_mean, masked_sum, masked_var, reduce, response_logprobs
+from rlhfkit.ops.logprobs import (
+    entropy_from_logits,
+    masked_mean,
+    masked_sum,
+    masked_var,
+    mixture_logprobs,
+    reduce,
+    response_logprobs,
+)
 
 
 def test_response_logprobs_matches_naive_log_softmax_gather():
@@ -72,3 +80,11 @@ def test_entropy_by_hand():
 def test_entropy_ignores_tokens_filtered_to_minus_infinity():
     logits = torch.tensor([[[0.0, 0.0, float("-inf"), float("-inf")]]])
     assert entropy_from_logits(logits).item() == pytest.approx(math.log(2.0))
+
+
+def test_mixture_logprobs_by_hand():
+    # member 1: p = (0.5, 0.5); member 2: p = (0.8, 0.2) -> mean (0.65, 0.35)
+    z = torch.tensor([[[0.0, 0.0]], [[math.log(0.8), math.log(0.2)]]])  # (M=2, B=1, A=2)
+    out = mixture_logprobs(z)
+    assert out.shape == (1, 2)
+    assert out[0].exp().tolist() == pytest.approx([0.65, 0.35])

@@ -4,6 +4,10 @@ rlhfkit commands in a child process."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,3 +33,20 @@ def make_reward_dir(micro_lm: Path, out: Path) -> Path:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def kill_when(argv: list[str], ready: Path, timeout: float, too_early: str, too_slow: str) -> None:
+    """Run `rlhfkit argv` in a child process and SIGKILL it as soon as the file `ready` exists.
+    Fails with `too_early` (and the child's stderr) if it ends first, `too_slow` after `timeout` s."""
+    proc = subprocess.Popen([sys.executable, "-m", "rlhfkit.cli", *argv], env=child_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + timeout
+    while not ready.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"{too_early}: {proc.stderr.read()[-3000:]!r}")
+        assert time.time() < deadline, too_slow
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL

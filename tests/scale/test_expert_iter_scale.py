@@ -6,17 +6,15 @@ the single-process run's, both processes end with identical weights and only one
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from online_helpers import SEQUENCE, child_env, make_reward_dir
+from online_helpers import SEQUENCE, child_env, kill_when, make_reward_dir
 from safetensors.torch import load_file
 
 from rlhfkit.algos.best_of_n import interleave
@@ -66,18 +64,7 @@ def test_weight_sharding_is_refused_with_a_clear_error(kind, monkeypatch):
 
 def _kill_in_round_2(argv: list[str], out: Path, when: Path) -> None:
     """Start the run; SIGKILL it once the file `when` of round 2's fine-tuning exists."""
-    proc = subprocess.Popen([sys.executable, "-m", "rlhfkit.cli", *argv], env=child_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while not when.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended before round 2: {proc.stderr.read()[-3000:]!r}")
-        assert time.time() < deadline, "round 2 did not start within 60 s"
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(argv, when, 60, "the run ended before round 2", "round 2 did not start within 60 s")
     assert (out / "checkpoints" / "step-1" / "trainer_state.pt").exists()
     assert not (out / "checkpoints" / "step-2").exists(), "round 2 finished before the kill: nothing was tested"
 

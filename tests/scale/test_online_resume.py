@@ -7,15 +7,13 @@ position, the KL controller's beta and the reward normalizer's statistics."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from online_helpers import SEQUENCE, child_env, make_reward_dir
+from online_helpers import SEQUENCE, child_env, kill_when, make_reward_dir
 from safetensors.torch import load_file
 
 from rlhfkit.logging import read_metrics
@@ -40,18 +38,8 @@ def _argv(kind: str, lm: Path, rm: Path, out: Path) -> list[str]:
 
 def _kill_mid_run(argv: list[str], out: Path) -> None:
     """Start the run and SIGKILL it as soon as its first checkpoint is complete."""
-    proc = subprocess.Popen([sys.executable, "-m", "rlhfkit.cli", *argv], env=child_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not (out / "checkpoints" / "step-2" / "trainer_state.pt").exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended before its first checkpoint: {proc.stderr.read()[-3000:]!r}")
-        assert time.time() < deadline, "no checkpoint after 120 s"
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(argv, out / "checkpoints" / "step-2" / "trainer_state.pt", 120,
+              "the run ended before its first checkpoint", "no checkpoint after 120 s")
     assert not (out / "final").exists(), "the run finished before it was killed: nothing was tested"
 
 

@@ -44,10 +44,8 @@ from rlhfkit.runtime import (
     RunDir,
     load_model_weights,
     load_trainer_state,
-    rng_state,
     save_checkpoint,
     seed_everything,
-    set_rng_state,
 )
 from rlhfkit.types import batch_to
 
@@ -156,7 +154,7 @@ def _checkpoint(run_dir: RunDir, done: int, s: Setup, rounds: list[dict[str, Any
     """`checkpoints/step-<done>/`: the policy, the prompt position, the finished rounds' rows and
     each process's RNG states (`save_checkpoint` adds the main process's). No optimizer: every
     round's fine-tuning starts a fresh one. Written by the main process only."""
-    rng_by_rank = s.dist.gather_objects(rng_state())
+    rng_by_rank = s.dist.rng_states()
     if s.dist.is_main:
         save_checkpoint(run_dir, done, {"policy": s.policy},
                         {"prompt_cursor": s.prompts.cursor, "rng_by_rank": rng_by_rank, "rounds": rounds})
@@ -174,10 +172,6 @@ def _resume(run_dir: RunDir, s: Setup) -> tuple[int, list[dict[str, Any]]]:
     load_model_weights(s.policy, ckpt / "policy")
     state = load_trainer_state(ckpt)
     s.prompts.cursor = state["prompt_cursor"]
-    by_rank = state["rng_by_rank"]
-    if len(by_rank) == s.dist.world:
-        set_rng_state(by_rank[s.dist.rank])
-    else:
-        s.dist.reseed(int(state["step"]) * 7919 + 1)
+    s.dist.restore_rng(state["rng_by_rank"], int(state["step"]))
     log.info("resuming from %s (round %d)", ckpt, state["step"])
     return int(state["step"]), list(state["rounds"])

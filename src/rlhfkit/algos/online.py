@@ -91,6 +91,18 @@ class Dist:
         if self.world > 1:
             torch.manual_seed(seed * 1000003 + self.rank)
 
+    def rng_states(self) -> list[dict[str, Any]]:
+        """Every process's RNG states (python, numpy, torch), in rank order: for a checkpoint."""
+        return self.gather_objects(rng_state())
+
+    def restore_rng(self, by_rank: list[dict[str, Any]] | None, step: int) -> None:
+        """Each process takes back its own RNG states from `rng_states()`; resumed with a different
+        number of processes, each process's sampling stream is seeded afresh instead."""
+        if by_rank is not None and len(by_rank) == self.world:
+            set_rng_state(by_rank[self.rank])
+        else:
+            self.reseed(step * 7919 + 1)
+
     def shard(self, items: Sequence[Any]) -> list[Any]:
         """This process's share of a global batch: items rank, rank + W, ..."""
         return list(items)[self.rank::self.world]
@@ -281,7 +293,7 @@ def checkpoint(run: RunDir, it: int, s: Setup, heads: dict[str, Any], opt: Any, 
     and prompt position; `save_checkpoint` adds every RNG state (python, numpy, torch, CUDA), which
     includes the generator `generate` samples with; in a distributed run, each process's RNG
     states. Written by the main process only."""
-    rng_by_rank = s.dist.gather_objects(rng_state())
+    rng_by_rank = s.dist.rng_states()
     if not s.dist.is_main:
         return
     save_checkpoint(run, it, {"policy": s.policy, **heads}, {
@@ -304,10 +316,6 @@ def resume(run: RunDir, s: Setup, heads: dict[str, Any], opt: Any, kl_ctl: Any, 
     kl_ctl.load_state_dict(state["kl"])
     norm.load_state_dict(state["reward_norm"])
     s.prompts.cursor = state["prompt_cursor"]
-    by_rank = state.get("rng_by_rank")
-    if by_rank is not None and len(by_rank) == s.dist.world:
-        set_rng_state(by_rank[s.dist.rank])
-    else:
-        s.dist.reseed(int(state["step"]) * 7919 + 1)
+    s.dist.restore_rng(state.get("rng_by_rank"), int(state["step"]))
     log.info("resuming from %s (iteration %d)", ckpt, state["step"])
     return int(state["step"])

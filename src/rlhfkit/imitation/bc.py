@@ -36,7 +36,7 @@ from torch import nn
 
 from rlhfkit.config import F
 from rlhfkit.errors import UserError
-from rlhfkit.ops.logprobs import response_logprobs
+from rlhfkit.ops.logprobs import mixture_logprobs, response_logprobs
 from rlhfkit.ops.losses import sft_nll
 
 
@@ -208,8 +208,7 @@ class EnsembleMLP(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, A): log of the ensemble's mean action probability."""
-        logp = torch.log_softmax(self.member_logits(obs), dim=-1)  # (M, B, A)
-        return torch.logsumexp(logp, dim=0) - np.log(logp.shape[0])  # (B, A)
+        return mixture_logprobs(self.member_logits(obs))  # (M, B, A) -> (B, A)
 
 
 class NeuralPolicy:

@@ -23,6 +23,7 @@ must see the same shapes), it is a no-op.
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -54,12 +55,15 @@ def last_block_mlp(model: Any) -> torch.nn.Module | None:
         return None
     if checkpointing(model):
         return None
-    blocks = [m for name, m in model.named_modules()
-              if isinstance(m, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in ("h", "layers") and len(m)]
-    if len(blocks) != 1:
-        return None
-    mlp = getattr(blocks[0][-1], "mlp", None)
-    return mlp if isinstance(mlp, torch.nn.Module) else None
+    if model not in _FOUND:  # the search walks every module's name: once per model, not per forward
+        blocks = [m for name, m in model.named_modules()
+                  if isinstance(m, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in ("h", "layers") and len(m)]
+        mlp = getattr(blocks[0][-1], "mlp", None) if len(blocks) == 1 else None
+        _FOUND[model] = mlp if isinstance(mlp, torch.nn.Module) else None
+    return _FOUND[model]
+
+
+_FOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its last block's mlp (or None)
 
 
 @contextmanager

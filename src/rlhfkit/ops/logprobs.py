@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -58,3 +59,10 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     logp = torch.log_softmax(logits, dim=-1)
     # a token filtered to -inf (top-k/top-p) has p = 0 and adds 0, not 0 * -inf = NaN
     return -(logp.exp() * logp.clamp(min=torch.finfo(logp.dtype).min)).sum(-1)
+
+
+def mixture_logprobs(member_logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of an ensemble's predictive distribution, the mean of its members'
+    softmaxes: log (1/M) sum_m softmax(z_m). (M, B, A) logits -> (B, A)."""
+    logp = torch.log_softmax(member_logits, dim=-1)  # (M, B, A)
+    return torch.logsumexp(logp, dim=0) - math.log(logp.shape[0])  # (B, A)
