@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from rlhfkit.algos.reward_model import pair_rewards
 from rlhfkit.lm.data import encode_preferences
-from rlhfkit.lm.models import reward_model_from
+from rlhfkit.lm.models import enable_activation_checkpointing, reward_model_from
 from rlhfkit.lm.scored_position import feed_forward_at, last_block_mlp, scored_index
 
 PAD = 0
@@ -96,7 +96,7 @@ def _padded(tok, enc) -> dict[str, torch.Tensor]:
 
 def test_off_under_gradient_checkpointing_and_for_unknown_architectures(tiny_lm):
     model, _ = reward_model_from(tiny_lm)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable_activation_checkpointing(model)
     with feed_forward_at(model, torch.zeros(2, dtype=torch.long)) as on:
         assert on is False
     opt = AutoModelForSequenceClassification.from_config(AutoConfig.for_model(
@@ -116,7 +116,7 @@ def test_gradient_checkpointing_takes_the_two_forward_path(tiny_lm):
             m.p = 0.0
     enc = encode_preferences(tok, PAIRS, 64)
     plain = pair_rewards(model.eval(), enc, tok.pad_token_id, share_prompt=True)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable_activation_checkpointing(model)
     model.train()
     assert not can_share_prompt(model)
     rc, rr = pair_rewards(model, enc, tok.pad_token_id, share_prompt=True)

@@ -4,6 +4,7 @@ prefix with the frozen base beside it, which rlhfkit's loaders (and peft's) read
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -51,9 +52,11 @@ def test_prefix_sft_learns_and_saves_prefix_with_base(micro_lm, tmp_path):
 
     from peft import AutoPeftModelForCausalLM  # peft's own loader reads the folder too
 
-    theirs = AutoPeftModelForCausalLM.from_pretrained(final)
-    with torch.no_grad():
-        torch.testing.assert_close(theirs(input_ids=ids).logits, tuned, rtol=1e-4, atol=1e-5)
+    with warnings.catch_warnings():  # peft 0.21 on transformers 5.24 warns of its own deprecated calls
+        warnings.simplefilter("ignore", FutureWarning)
+        theirs = AutoPeftModelForCausalLM.from_pretrained(final)
+        with torch.no_grad():
+            torch.testing.assert_close(theirs(input_ids=ids).logits, tuned, rtol=1e-4, atol=1e-5)
 
 
 def test_prefix_rm_falls_back_from_shared_prompt_and_reloads(micro_lm, tmp_path):
@@ -138,3 +141,27 @@ def test_plan_counts_the_prefix_parameters_peft_creates(micro_lm, projection):
                                                                projection=projection))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert prefix_params(load_shape(str(micro_lm)), 5, projection) == trainable
+
+
+def test_prefix_generation_attends_to_the_prefix(micro_lm):
+    """Greedy generation of a prefix-tuned policy equals greedy decoding by full forwards, each of
+    which sees the prefix. transformers 5.24 renamed the cache argument; peft 0.21 kept the old
+    name and generated as if there were no prefix (`lm.kv_cache` mends it)."""
+    from rlhfkit.lm.models import PrefixConfig, load_policy, with_prefix
+
+    model, tok = load_policy(micro_lm)
+    model = with_prefix(model, PrefixConfig(enabled=True, num_virtual_tokens=4)).eval()
+    with torch.no_grad():
+        for p in model.prompt_encoder.parameters():
+            p.normal_(0, 3.0)  # a prefix strong enough to change what the model says
+        ids = torch.tensor([tok("Review the kettle:")["input_ids"]])
+        stepwise = ids
+        for _ in range(6):
+            logits = model(input_ids=stepwise, attention_mask=torch.ones_like(stepwise)).logits
+            stepwise = torch.cat([stepwise, logits[:, -1:].argmax(-1)], dim=1)
+        with model.disable_adapter():
+            plain = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, -1].argmax(-1)
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                             pad_token_id=tok.pad_token_id)
+    assert stepwise[0, ids.shape[1]] != plain[0]  # the prefix matters for the first token...
+    assert out.tolist() == stepwise.tolist()  # ...and generation sees it at every step

@@ -26,6 +26,7 @@ from rlhfkit.algos import sharded
 from rlhfkit.config import F
 from rlhfkit.errors import UserError
 from rlhfkit.lm.data import minibatches
+from rlhfkit.lm.models import enable_activation_checkpointing
 from rlhfkit.logging import MetricsLogger, batch_accounting, get_logger, progress
 from rlhfkit.ops.losses import LossOutput
 from rlhfkit.runtime import (
@@ -174,7 +175,7 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     if cfg.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise UserError(f"{desc}: optim.gradient_checkpointing is on, but {type(model).__name__} does not support it")
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     model.to(acc.device)  # before the optimizer, so fused AdamW sees the parameters where they train
     opt = _adamw(model, cfg)
     sched = _schedule(opt, cfg, total)

@@ -29,7 +29,13 @@ from rlhfkit.algos.rollout import (
 )
 from rlhfkit.config import F
 from rlhfkit.errors import UserError
-from rlhfkit.lm.models import LoRAConfig, load_policy, refuse_prefix_tuned, with_lora
+from rlhfkit.lm.models import (
+    LoRAConfig,
+    enable_activation_checkpointing,
+    load_policy,
+    refuse_prefix_tuned,
+    with_lora,
+)
 from rlhfkit.lm.sampling import load_prompts
 from rlhfkit.logging import get_logger
 from rlhfkit.ops.kl import AdaptiveKLController, FixedKLController
@@ -226,7 +232,7 @@ def no_dropout(policy: Any, gradient_checkpointing: bool) -> None:
     base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
     if not getattr(base, "supports_gradient_checkpointing", False):
         raise UserError(f"gradient_checkpointing is on, but {type(base).__name__} does not support it")
-    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable_activation_checkpointing(base)
     for module in policy.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0

@@ -16,6 +16,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,6 +184,15 @@ def reward_model_from(path: str | Path, dtype: torch.dtype | None = None
     return (model if base is None else _with_saved_prefix(model, p)), tok
 
 
+@contextmanager
+def peft_quietly() -> Iterator[None]:
+    """peft 0.21 reads `is_gradient_checkpointing`, which transformers 5.24 deprecated: the
+    FutureWarning is about peft's code, not the user's, so it is not shown to them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def with_lora(model: PreTrainedModel, cfg: LoRAConfig, task: str = "CAUSAL_LM") -> PreTrainedModel:
     """`model` with trainable adapters and its own weights frozen; itself when LoRA is off.
     `task` is peft's task type: CAUSAL_LM, or SEQ_CLS (the reward head is then trained whole)."""
@@ -190,10 +202,15 @@ def with_lora(model: PreTrainedModel, cfg: LoRAConfig, task: str = "CAUSAL_LM") 
         from peft import LoraConfig, get_peft_model
     except ImportError as e:
         raise UserError("lora.enabled needs peft: pip install 'rlhfkit[lora]'") from e
+    from transformers.pytorch_utils import Conv1D
+
     try:
         spec = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, task_type=task,
-                          target_modules=list(cfg.target_modules) if cfg.target_modules else None)
-        return get_peft_model(model, spec)
+                          target_modules=list(cfg.target_modules) if cfg.target_modules else None,
+                          # GPT-2's Conv1D stores its weight transposed (in, out)
+                          fan_in_fan_out=any(isinstance(m, Conv1D) for m in model.modules()))
+        with peft_quietly():
+            return get_peft_model(model, spec)
     except ValueError as e:
         raise UserError(f"lora: {e} (set lora.target_modules to this model's linear layer names)") from e
 
@@ -212,9 +229,22 @@ def with_prefix(model: PreTrainedModel, cfg: PrefixConfig, task: str = "CAUSAL_L
         from peft import PrefixTuningConfig, get_peft_model
     except ImportError as e:
         raise UserError("prefix.enabled needs peft: pip install 'rlhfkit[lora]'") from e
+    from rlhfkit.lm.kv_cache import fit_prefix_to_cache_name
+
     spec = PrefixTuningConfig(task_type=task, num_virtual_tokens=cfg.num_virtual_tokens,
                               prefix_projection=cfg.projection, encoder_hidden_size=model.config.hidden_size)
-    return get_peft_model(model, spec)
+    with peft_quietly():
+        return fit_prefix_to_cache_name(get_peft_model(model, spec))
+
+
+def enable_activation_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute activations in the backward pass (non-reentrant). transformers 5.24 renamed
+    `gradient_checkpointing_enable` to `activation_checkpointing_enable`; older releases have
+    only the first."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def is_prefix_tuned(model: object) -> bool:
@@ -273,4 +303,7 @@ def _with_saved_prefix(model: PreTrainedModel, folder: Path) -> PreTrainedModel:
     """The base model with the prefix saved in `folder` (frozen)."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, folder)
+    from rlhfkit.lm.kv_cache import fit_prefix_to_cache_name
+
+    with peft_quietly():
+        return fit_prefix_to_cache_name(PeftModel.from_pretrained(model, folder))

@@ -11,7 +11,7 @@ Gradients flow back through the cache into the prompt's computation from both br
 the loss and its gradient are those of two separate forwards (up to float rounding); the
 model sees P + 2R tokens per pair instead of 2(P + R). Prompts are left-padded and responses
 right-padded, with explicit position ids, as in generation. Works for any transformers model
-whose forward takes `past_key_values` (causal LMs and their sequence-classification heads).
+whose forward takes a key/value cache (causal LMs and their sequence-classification heads).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import torch
 
 from rlhfkit.lm.data import EncodedPreference, keeps_logits
+from rlhfkit.lm.kv_cache import cache_name, output_cache
 from rlhfkit.lm.scored_position import checkpointing, feed_forward_at, scored_index
 
 
@@ -77,7 +78,7 @@ def shared_forward(model: Any, b: SharedPromptBatch, prompt_kwargs: dict | None 
     with feed_forward_at(model, None) if scalar_head else nullcontext():
         out_p = model(input_ids=b.prompt_ids, attention_mask=b.prompt_mask, position_ids=p_pos, use_cache=True,
                       **(prompt_kwargs or {}))
-    cache = out_p.past_key_values
+    cache = output_cache(out_p)
     if isinstance(cache, tuple):  # older transformers: ((key, value) per layer)
         cache = tuple(tuple(t.repeat_interleave(2, dim=0) for t in layer) for layer in cache)
     else:
@@ -87,8 +88,8 @@ def shared_forward(model: Any, b: SharedPromptBatch, prompt_kwargs: dict | None 
     mask = torch.cat([b.prompt_mask.repeat_interleave(2, dim=0), b.response_mask], dim=1)  # (2B, P + R)
     scored = scored_index(b.response_ids, model.config.pad_token_id) if scalar_head else None
     with feed_forward_at(model, scored) if scalar_head else nullcontext():
-        out_r = model(input_ids=b.response_ids, attention_mask=mask, position_ids=r_pos, past_key_values=cache,
-                      use_cache=True, **(response_kwargs or {}))
+        out_r = model(input_ids=b.response_ids, attention_mask=mask, position_ids=r_pos, use_cache=True,
+                      **{cache_name(model): cache}, **(response_kwargs or {}))
     return out_p, out_r
 
 
