@@ -97,7 +97,7 @@ def _ours_online(assets: Path, a: argparse.Namespace, kind: str) -> dict:
     """Our PPO or REINFORCE (leave-one-out, i.e. RLOO) run through its own `run`; one metrics
     line is logged per iteration, which is the timestamp taken."""
     from rlhfkit import logging as rlog
-    from rlhfkit.algos.online import KLConfig, RolloutConfig
+    from rlhfkit.train.online import KLConfig, RolloutConfig
 
     stamps: list[float] = []
     original = rlog.MetricsLogger.log
@@ -204,9 +204,11 @@ def trl_online(assets: Path, a: argparse.Namespace, kind: str) -> dict:
     from transformers import AutoModelForSequenceClassification
 
     if kind == "grpo":
-        from trl import GRPOConfig as Config, GRPOTrainer as Trainer
+        from trl import GRPOConfig as Config
+        from trl import GRPOTrainer as Trainer
     else:
-        from trl import RLOOConfig as Config, RLOOTrainer as Trainer
+        from trl import RLOOConfig as Config
+        from trl import RLOOTrainer as Trainer
     tok = _tok(assets)
     rm = AutoModelForSequenceClassification.from_pretrained(assets / "rm", num_labels=1)
     prompts = (assets / "prompts.txt").read_text().splitlines()

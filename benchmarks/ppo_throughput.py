@@ -28,11 +28,13 @@ def main() -> None:
     a = ap.parse_args()
 
     from rlhfkit.algos import ppo
-    from rlhfkit.algos.online import KLConfig, RolloutConfig, Setup, kl_controller
-    from rlhfkit.algos.rollout import PromptStream, RewardModel, RewardNormalizer, ValueHead, frozen_copy
     from rlhfkit.config import ModelConfig
+    from rlhfkit.lm.forward import ValueHead, frozen_copy
     from rlhfkit.lm.models import build_tiny_gpt, save_model, train_tokenizer
+    from rlhfkit.lm.scoring import RewardModel
     from rlhfkit.tasks.reviews import ReviewTask
+    from rlhfkit.train.online import KLConfig, RolloutConfig, Setup, kl_controller
+    from rlhfkit.train.rollouts import PromptStream, RewardNormalizer
 
     torch.manual_seed(0)
     task = ReviewTask(0)

@@ -17,7 +17,8 @@ import torch
 
 
 def ppo_phases(assets: Path, iters: int) -> dict[str, float]:
-    from rlhfkit.algos.rollout import ActorCritic, RewardModel, ValueHead, actor_critic_forward, frozen_copy, \
+    from rlhfkit.lm.forward import actor_critic_forward, ActorCritic, frozen_copy, ValueHead
+    from rlhfkit.lm.scoring import RewardModel
         response_forward
     from rlhfkit.lm.models import load_policy
     from rlhfkit.lm.sampling import generate

@@ -40,6 +40,11 @@ def _reinforce(cfg):
     return run(cfg)
 
 
+def _grpo(cfg):
+    from rlhfkit.algos.grpo import run
+    return run(cfg)
+
+
 def _dpo(cfg):
     from rlhfkit.algos.dpo import run
     return run(cfg)
@@ -67,6 +72,14 @@ def _quickstart(cfg):
 
 _POLICY = Flag("--policy", "policy", "policy folder (the SFT model)")
 _RM = Flag("--reward-model", "reward_model", "reward model folder (from `rlhfkit rm`)")
+_REWARD = Flag("--reward", "rewards", "reward part: rm:PATH or fn:module:function, optionally @weight (repeatable; "
+               "summed)", action="append", type=None)
+_TASK = Flag("--task", "rollout.task", "task: reviews (embedded), module:attribute, or a prompts file")
+
+
+def _online(flags: tuple = ()) -> tuple:
+    return (_POLICY, _RM, _REWARD, _TASK, Flag("--iterations", "iterations", "rollout batches", type=int), *flags)
+
 
 COMMANDS: list[Command] = [
     Command("quickstart", "the whole pipeline on the embedded task: pretrain, SFT, labels, RM, PPO, REINFORCE, "
@@ -106,24 +119,32 @@ COMMANDS: list[Command] = [
         Flag("--data", "data", "judgments file (any supported format)"),
         Flag("--objective", "objective", "bradley_terry or ratings", choices=("bradley_terry", "ratings")),
     )),
-    Command("ppo", "PPO against a reward model with a KL penalty to the reference policy", _ppo,
-            "rlhfkit.algos.ppo:PPOConfig",
-            (_POLICY, _RM, Flag("--iterations", "iterations", "rollout batches", type=int),
-             Flag("--beta", "kl.beta", "KL penalty weight", type=float))),
+    Command("ppo", "PPO against a reward with a KL penalty to the reference policy", _ppo,
+            "rlhfkit.algos.ppo:PPOConfig", _online((Flag("--beta", "kl.beta", "KL penalty weight", type=float),))),
     Command("reinforce", "REINFORCE with a baseline on the KL-penalized reward", _reinforce,
             "rlhfkit.algos.reinforce:ReinforceConfig",
-            (_POLICY, _RM, Flag("--iterations", "iterations", "rollout batches", type=int),
-             Flag("--beta", "kl.beta", "KL penalty weight", type=float))),
+            _online((Flag("--beta", "kl.beta", "KL penalty weight", type=float),))),
+    Command("rloo", "RLOO: REINFORCE with k samples per prompt and the leave-one-out baseline", _reinforce,
+            "rlhfkit.algos.reinforce:RLOOConfig",
+            _online((Flag("--beta", "kl.beta", "KL penalty weight", type=float),))),
+    Command("grpo", "GRPO and its variants (Dr. GRPO, DAPO, BNPO): group-relative advantages, no value head",
+            _grpo, "rlhfkit.algos.grpo:GRPOConfig",
+            _online((Flag("--beta", "beta", "KL weight (0: no reference model)", type=float),
+                             Flag("--loss-type", "loss_type", "grpo, dr_grpo, dapo or bnpo",
+                                  choices=("grpo", "dr_grpo", "dapo", "bnpo")),
+                             Flag("--group-size", "group_size", "samples per prompt (G)", type=int)))),
     Command("dpo", "direct preference optimization on comparisons", _dpo, "rlhfkit.algos.dpo:DPOConfig",
             (_POLICY, Flag("--data", "data", "comparisons or rankings file"),
              Flag("--beta", "beta", "DPO beta", type=float))),
     Command("best-of-n", "sample n responses, keep the reward model's favourite", _best_of_n,
             "rlhfkit.algos.best_of_n:BestOfNConfig",
-            (_POLICY, _RM, Flag("--n", "n", "samples per prompt", type=int),
+            (_POLICY, _RM, _REWARD, Flag("--task", "task", "task: reviews, module:attribute or a prompts file"),
+             Flag("--n", "n", "samples per prompt", type=int),
              Flag("--prompts", "prompts", "prompts file"))),
     Command("expert-iter", "expert iteration: best-of-n samples, fine-tune on them, repeat", _expert_iter,
             "rlhfkit.algos.expert_iteration:ExpertIterationConfig",
-            (_POLICY, _RM, Flag("--rounds", "rounds", "rounds", type=int))),
+            (_POLICY, _RM, _REWARD, Flag("--task", "task", "task: reviews, module:attribute or a prompts file"),
+             Flag("--rounds", "rounds", "rounds", type=int))),
     Command("eval", "gold/proxy score, KL and simulated win-rate of policies against the SFT reference", _eval,
             "rlhfkit.evaluate:EvalConfig", (Flag("--reference", "reference", "reference policy (SFT)"), _RM,
                          Flag("--policy", "policies", "name=PATH of a policy to evaluate (repeatable)",

@@ -20,12 +20,13 @@ from typing import Sequence
 import torch
 
 from rlhfkit.algos.best_of_n import best_of_n, best_of_n_kl
-from rlhfkit.algos.rollout import RewardModel, sequence_kl
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.labelers import LabelerPool
+from rlhfkit.lm.forward import sequence_kl
 from rlhfkit.lm.models import load_policy
 from rlhfkit.lm.sampling import generate, load_prompts
+from rlhfkit.lm.scoring import RewardModel
 from rlhfkit.logging import get_logger, progress
 from rlhfkit.runtime import RunDir, seed_everything
 from rlhfkit.tasks.gold import GoldScorer

@@ -64,12 +64,25 @@ def _stage(out: Path, name: str, resume: bool, fn: Callable[[Any], dict], cfg: A
 
 
 def run(cfg: QuickstartConfig) -> dict:  # noqa: PLR0915 - the pipeline reads top to bottom
-    from rlhfkit.algos import dpo, expert_iteration, ppo, pretrain, reinforce, reward_model, sft
-    from rlhfkit.algos.online import KLConfig, RolloutConfig
+    from rlhfkit.algos import (
+        dpo,
+        expert_iteration,
+        ppo,
+        pretrain,
+        reinforce,
+        reward_model,
+        sft,
+    )
     from rlhfkit.evaluate import EvalConfig, evaluate_all
     from rlhfkit.feedback import simulate
     from rlhfkit.lm import sampling
-    from rlhfkit.report import overoptimization_point, plot_sweep, plot_training, write_report
+    from rlhfkit.report import (
+        overoptimization_point,
+        plot_sweep,
+        plot_training,
+        write_report,
+    )
+    from rlhfkit.train.online import KLConfig, RolloutConfig
 
     t0 = time.time()
     if cfg.fast:

@@ -9,14 +9,15 @@ import torch
 
 from rlhfkit.algos import expert_iteration, ppo, reinforce
 from rlhfkit.algos.best_of_n import best_of_n, best_of_n_kl
-from rlhfkit.algos.online import KLConfig, RolloutConfig, Setup, kl_controller
-from rlhfkit.algos.rollout import PromptStream, RewardNormalizer, ValueHead, frozen_copy
 from rlhfkit.cli import main
 from rlhfkit.feedback.formats import write_records
+from rlhfkit.lm.forward import ValueHead, frozen_copy
 from rlhfkit.lm.models import load_policy
 from rlhfkit.logging import read_metrics
 from rlhfkit.runtime import seed_everything
 from rlhfkit.tasks.reviews import ReviewTask
+from rlhfkit.train.online import KLConfig, RolloutConfig, Setup, kl_controller
+from rlhfkit.train.rollouts import PromptStream, RewardNormalizer
 
 
 class ShortIsGood:
@@ -104,9 +105,9 @@ def test_dpo_fits_preferences(tiny_lm, tmp_path):
 
 
 @pytest.mark.slow
-def test_expert_iteration_raises_the_policy_score(tiny_lm, tmp_path, monkeypatch):
-    monkeypatch.setattr(expert_iteration, "RewardModel", lambda path: ShortIsGood())
-    cfg = expert_iteration.ExpertIterationConfig(policy=str(tiny_lm), reward_model="unused", rounds=2,
+def test_expert_iteration_raises_the_policy_score(tiny_lm, tmp_path):
+    cfg = expert_iteration.ExpertIterationConfig(policy=str(tiny_lm), rewards=["fn:tests_helpers:short_is_good"],
+                                                 rounds=2,
                                                  prompts_per_round=24, n=6, max_new_tokens=16, out=str(tmp_path))
     cfg.optim.batch_size, cfg.optim.lr, cfg.optim.epochs = 8, 1e-3, 3.0
     s = expert_iteration.run(cfg)

@@ -4,12 +4,12 @@ that shortcut must take exactly the steps the two-forward path takes."""
 from __future__ import annotations
 
 import torch
+from test_online import _setup
 
 from rlhfkit.algos import ppo
-from rlhfkit.algos.online import KLConfig, RolloutConfig, kl_controller
-from rlhfkit.algos.rollout import RewardNormalizer, ValueHead
-
-from test_online import _setup
+from rlhfkit.lm.forward import ValueHead
+from rlhfkit.train.online import KLConfig, RolloutConfig, kl_controller
+from rlhfkit.train.rollouts import RewardNormalizer
 
 
 def _run(tiny_lm, iters: int = 2) -> tuple[list[dict], dict[str, torch.Tensor]]:

@@ -18,3 +18,8 @@ def sentiment_pairs(n: int, seed: int = 0) -> list[Comparison]:
         good, bad = task.review(item, 1.0, rng), task.review(item, -1.0, rng)
         out.append(Comparison(prompt, " " + good, " " + bad))
     return out
+
+
+def short_is_good(prompts, responses):
+    """A reward function (`--reward fn:tests_helpers:short_is_good`): fewer characters is better."""
+    return [-len(r) / 20.0 for r in responses]

@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from rlhfkit.algos.rollout import response_forward
 from rlhfkit.errors import UserError
 from rlhfkit.lm.data import encode_pair, pad_right, token_logprobs
+from rlhfkit.lm.forward import response_forward
 from rlhfkit.lm.models import load_policy, reward_model_from, save_model
 from rlhfkit.lm.sampling import generate
 

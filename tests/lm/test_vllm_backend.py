@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlhfkit.algos.rollout import rollout_sampler
 from rlhfkit.errors import UserError
 from rlhfkit.lm.vllm_backend import (
     MIN_KV_CACHE_BYTES,
@@ -26,6 +25,7 @@ from rlhfkit.lm.vllm_backend import (
     require_vllm,
     sampling_kwargs,
 )
+from rlhfkit.train.rollouts import rollout_sampler
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vllm is not importable here (pip install 'rlhfkit[vllm]', "

@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from rlhfkit.ops.kl import AdaptiveKLController, FixedKLController, kl_estimate, kl_penalized_rewards
+from rlhfkit.ops.kl import (
+    AdaptiveKLController,
+    FixedKLController,
+    kl_estimate,
+    kl_estimate_is,
+    kl_penalized_rewards,
+)
 
 
 def test_kl_estimators_by_hand():
@@ -96,3 +102,51 @@ def test_controller_state_round_trip():
     g = FixedKLController(0.0)
     g.load_state_dict(f.state_dict())
     assert g.value == 0.3
+
+
+def test_importance_weighted_k3_by_hand():
+    logp = torch.tensor([math.log(0.5), math.log(0.2)], requires_grad=True)
+    ref = torch.tensor([math.log(0.25), math.log(0.4)])
+    old = torch.tensor([math.log(0.25), math.log(0.4)])  # ratios pi / pi_old = [2, 0.5]
+    k3 = [0.5 - 1 + math.log(2), 2 - 1 - math.log(2)]
+    est = kl_estimate_is(logp, ref, old)
+    torch.testing.assert_close(est, torch.tensor([2 * k3[0], 0.5 * k3[1]]))
+    est.sum().backward()
+    # d (rho k3) / d logp = rho (logp - ref_logp) = [2 ln 2, 0.5 (-ln 2)]
+    assert logp.grad is not None
+    torch.testing.assert_close(logp.grad, torch.tensor([2 * math.log(2), -0.5 * math.log(2)]))
+    # on-policy it is k3 in value
+    torch.testing.assert_close(kl_estimate_is(logp, ref, logp.detach()), kl_estimate(logp, ref, "k3"))
+
+
+def _expected_grad(estimate_under_old) -> torch.Tensor:
+    """grad_theta of sum_y pi_old(y) * estimate(y), exactly, for a 3-way categorical pi_theta."""
+    theta = torch.tensor([0.3, -0.2, 0.5], requires_grad=True)
+    logp = torch.log_softmax(theta, -1)
+    p_old = torch.tensor([0.2, 0.5, 0.3])
+    (p_old * estimate_under_old(logp, p_old.log())).sum().backward()
+    assert theta.grad is not None
+    return theta.grad
+
+
+def test_importance_weighted_k3_has_the_reverse_kl_gradient_and_k3_does_not():
+    ref = torch.tensor([0.6, 0.1, 0.3]).log()
+    theta = torch.tensor([0.3, -0.2, 0.5], requires_grad=True)
+    logp = torch.log_softmax(theta, -1)
+    (logp.exp() * (logp - ref)).sum().backward()  # KL(pi || pi_ref), exactly
+    assert theta.grad is not None
+    true_grad = theta.grad
+    # samples from pi_old != pi_theta: the weighted k3 is unbiased, so is the weighted k1
+    for kind in ("k3", "k1"):
+        g = _expected_grad(lambda lp, old, kind=kind: kl_estimate_is(lp, ref, old, kind))
+        torch.testing.assert_close(g, true_grad)
+    # k3 differentiated as is, even with the samples from pi_theta itself, follows the FORWARD
+    # KL(pi_ref || pi): E_pi[(1 - pi_ref/pi) grad log pi] = -sum_y pi_ref grad log pi
+    theta2 = torch.tensor([0.3, -0.2, 0.5], requires_grad=True)
+    lp = torch.log_softmax(theta2, -1)
+    (lp.exp().detach() * kl_estimate(lp, ref, "k3")).sum().backward()
+    theta3 = torch.tensor([0.3, -0.2, 0.5], requires_grad=True)
+    (ref.exp() * (ref - torch.log_softmax(theta3, -1))).sum().backward()
+    assert theta2.grad is not None and theta3.grad is not None
+    torch.testing.assert_close(theta2.grad, theta3.grad)
+    assert (theta2.grad - true_grad).abs().max().item() > 0.02

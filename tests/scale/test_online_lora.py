@@ -22,13 +22,15 @@ def reward_dir(micro_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def test_reference_is_the_base_model_with_the_adapter_disabled(micro_lm, reward_dir):
-    from rlhfkit.algos.online import RolloutConfig, setup
-    from rlhfkit.algos.rollout import response_forward
+    from rlhfkit.lm.forward import response_forward
     from rlhfkit.lm.models import LoRAConfig, load_policy
     from rlhfkit.lm.sampling import generate
+    from rlhfkit.train.online import RolloutConfig, setup
+    from rlhfkit.train.rewards import reward_specs
 
     torch.manual_seed(0)
-    s = setup(str(micro_lm), str(reward_dir), RolloutConfig(n_prompts=8), 0, "ppo", LoRAConfig(enabled=True, r=4))
+    s = setup(str(micro_lm), reward_specs([], str(reward_dir)), RolloutConfig(n_prompts=8), 0, "ppo",
+              LoRAConfig(enabled=True, r=4))
     assert s.ref is None  # one copy of the weights
     with torch.no_grad():
         for name, p in s.policy.named_parameters():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,16 +14,17 @@ from typing import Any
 import torch
 
 from rlhfkit.algos.loop import accelerator_for
-from rlhfkit.algos.online import Dist
-from rlhfkit.algos.rollout import RewardModel
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import write_records
 from rlhfkit.feedback.records import Demonstration
 from rlhfkit.lm.models import load_policy
-from rlhfkit.lm.sampling import load_prompts, sample_completions
+from rlhfkit.lm.sampling import sample_completions
 from rlhfkit.logging import get_logger
 from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.tasks.base import load_task, task_prompts
+from rlhfkit.train.online import Dist
+from rlhfkit.train.rewards import Rewards, reward_specs
 
 log = get_logger(__name__)
 
@@ -33,7 +34,7 @@ def best_of_n_kl(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
-def best_of_n(policy, tok, reward: RewardModel, prompts: Sequence[str], n: int, batch_size: int = 128,
+def best_of_n(policy, tok, reward: Callable[[Sequence[str], Sequence[str]], torch.Tensor], prompts: Sequence[str], n: int, batch_size: int = 128,
               **gen_kwargs) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """-> (best response per prompt, its score (P,), all scores (P, n))."""
     if not prompts:  # a process whose share of a small global batch is empty
@@ -55,7 +56,7 @@ def interleave(parts: list[list[Any]]) -> list[Any]:
     return out
 
 
-def best_of_n_gathered(policy, tok, reward: RewardModel, mine: Sequence[str], n: int, dist: Dist,
+def best_of_n_gathered(policy, tok, reward: Callable[[Sequence[str], Sequence[str]], torch.Tensor], mine: Sequence[str], n: int, dist: Dist,
                        **gen_kwargs) -> tuple[list[str], list[str], torch.Tensor, torch.Tensor]:
     """`best_of_n` of this process's share `mine` (`Dist.shard` of a global batch), gathered:
     every process gets the whole batch back in its order -> (prompts, best responses, their
@@ -71,7 +72,9 @@ def best_of_n_gathered(policy, tok, reward: RewardModel, mine: Sequence[str], n:
 @dataclass
 class BestOfNConfig(RunConfig):
     policy: str | None = F(None, "policy to sample from")
-    reward_model: str | None = F(None, "reward model that picks the best")
+    reward_model: str | None = F(None, "reward model that picks the best (same as --reward rm:PATH)")
+    rewards: list[str] = F([], "reward parts: rm:PATH or fn:module:function, each optionally @weight; summed")
+    task: str = F("reviews", "the task: reviews (embedded), module:attribute, or a prompts file")
     n: int = F(16, "samples per prompt")
     prompts: str | None = F(None, "prompts file; None: the embedded task's eval prompts")
     n_prompts: int = F(200, "embedded prompts to draw")
@@ -82,18 +85,17 @@ class BestOfNConfig(RunConfig):
 
 def run(cfg: BestOfNConfig) -> dict:
     t0 = time.time()
-    if cfg.policy is None or cfg.reward_model is None:
-        raise UserError("best-of-n: give --policy PATH and --reward-model PATH")
+    if cfg.policy is None or not (cfg.reward_model or cfg.rewards):
+        raise UserError("best-of-n: give --policy PATH and --reward-model PATH (or --reward rm:PATH / fn:module:function)")
     seed_everything(cfg.seed)
     dist = Dist(accelerator_for(cfg.device))  # under `accelerate launch`, each process samples its share
     dist.reseed(cfg.seed)
     path = Path(cfg.out or "runs/best-of-n")
     run_dir = RunDir.create(path, cfg) if dist.is_main else RunDir(path)
     policy, tok = load_policy(cfg.policy)
-    reward = RewardModel(cfg.reward_model)
+    reward = Rewards(reward_specs(cfg.rewards, cfg.reward_model)).to(dist.acc.device)
     policy.to(dist.acc.device)
-    reward.model.to(dist.acc.device)
-    all_prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.task_seed, "eval")
+    all_prompts = task_prompts(load_task(cfg.task, cfg.task_seed), cfg.n_prompts, "eval", cfg.prompts)
     prompts, best, best_scores, all_scores = best_of_n_gathered(policy, tok, reward, dist.shard(all_prompts), cfg.n,
                                                                 dist, max_new_tokens=cfg.max_new_tokens)
     out = cfg.output or str(run_dir.path / "best.jsonl")

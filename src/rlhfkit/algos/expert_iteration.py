@@ -28,15 +28,12 @@ from accelerate import Accelerator, DistributedType
 from rlhfkit.algos import sharded
 from rlhfkit.algos.best_of_n import best_of_n_gathered
 from rlhfkit.algos.loop import OptimConfig, accelerator_for, fit
-from rlhfkit.algos.online import Dist, Setup
-from rlhfkit.algos.rollout import PromptStream, RewardModel
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import write_records
 from rlhfkit.feedback.records import Demonstration
 from rlhfkit.lm.data import sft_batch, token_logprobs
 from rlhfkit.lm.models import load_policy, save_model
-from rlhfkit.lm.sampling import load_prompts
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.logprobs import masked_mean
 from rlhfkit.ops.losses import LossOutput, sft_nll
@@ -47,6 +44,10 @@ from rlhfkit.runtime import (
     save_checkpoint,
     seed_everything,
 )
+from rlhfkit.tasks.base import load_task, task_prompts
+from rlhfkit.train.online import Dist, Setup
+from rlhfkit.train.rewards import Rewards, reward_specs
+from rlhfkit.train.rollouts import PromptStream
 from rlhfkit.types import batch_to
 
 log = get_logger(__name__)
@@ -55,7 +56,9 @@ log = get_logger(__name__)
 @dataclass
 class ExpertIterationConfig(RunConfig):
     policy: str | None = F(None, "initial policy (the SFT model)")
-    reward_model: str | None = F(None, "reward model that picks the best samples")
+    reward_model: str | None = F(None, "reward model that picks the best samples (same as --reward rm:PATH)")
+    rewards: list[str] = F([], "reward parts: rm:PATH or fn:module:function, each optionally @weight; summed")
+    task: str = F("reviews", "the task: reviews (embedded), module:attribute, or a prompts file")
     rounds: int = F(3, "sample-select-finetune rounds")
     prompts_per_round: int = F(256, "prompts sampled each round (global: split between processes)")
     n: int = F(8, "samples per prompt")
@@ -69,8 +72,8 @@ class ExpertIterationConfig(RunConfig):
 
 def run(cfg: ExpertIterationConfig) -> dict:
     t0 = time.time()
-    if cfg.policy is None or cfg.reward_model is None:
-        raise UserError("expert-iter: give --policy PATH and --reward-model PATH")
+    if cfg.policy is None or not (cfg.reward_model or cfg.rewards):
+        raise UserError("expert-iter: give --policy PATH and --reward-model PATH (or --reward rm:PATH / fn:module:function)")
     seed_everything(cfg.seed)
     acc = accelerator_for(cfg.device, cfg.optim.mixed_precision)
     _refuse_sharding(acc)
@@ -106,11 +109,9 @@ def _setup(cfg: ExpertIterationConfig, acc: Accelerator) -> Setup:
     """Policy, reward model and prompt stream on the accelerator's device (no reference policy:
     expert iteration has no KL term)."""
     policy, tok = load_policy(cfg.policy)
-    reward = RewardModel(cfg.reward_model)
+    reward = Rewards(reward_specs(cfg.rewards, cfg.reward_model)).to(acc.device)
     policy.to(acc.device)
-    if getattr(reward, "model", None) is not None:
-        reward.model.to(acc.device)
-    prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.task_seed, "rl")
+    prompts = task_prompts(load_task(cfg.task, cfg.task_seed), cfg.n_prompts, "rl", cfg.prompts)
     return Setup(policy, tok, None, reward, PromptStream(prompts, cfg.seed), None, Dist(acc))
 
 

@@ -13,7 +13,6 @@ Each iteration, as in the papers:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,48 +20,43 @@ from typing import Any
 import torch
 
 from rlhfkit.algos.loop import accelerator_for
-from rlhfkit.algos.online import (
-    Dist,
-    FailureSigns,
-    KLConfig,
-    RolloutConfig,
-    Setup,
-    checkpoint,
-    gold_metrics,
-    kl_controller,
-    no_dropout,
-    per_process,
-    resume,
-    setup,
-)
-from rlhfkit.algos.rollout import (
+from rlhfkit.config import F, RunConfig
+from rlhfkit.lm.data import minibatches
+from rlhfkit.lm.forward import (
     ActorCritic,
     ResponseStats,
-    RewardNormalizer,
     ValueHead,
-    VLLMSampler,
     actor_critic_forward,
     detached,
     response_forward,
-    rollout_sampler,
     take,
 )
-from rlhfkit.config import F, RunConfig
-from rlhfkit.lm.data import minibatches
-from rlhfkit.lm.models import LoRAConfig, merged, save_model
+from rlhfkit.lm.models import LoRAConfig
 from rlhfkit.lm.sampling import generate
 from rlhfkit.logging import (
-    MetricsLogger,
-    batch_accounting,
     get_logger,
-    progress,
-    read_metrics,
 )
 from rlhfkit.ops.advantages import gae, whiten
 from rlhfkit.ops.kl import kl_penalized_rewards
 from rlhfkit.ops.logprobs import masked_mean
 from rlhfkit.ops.losses import ppo_clip, value_loss
 from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.train.online import (
+    Dist,
+    KLConfig,
+    RolloutConfig,
+    Setup,
+    backward_step,
+    drive,
+    gold_metrics,
+    kl_controller,
+    no_dropout,
+    per_process,
+    score_rollout,
+    setup,
+)
+from rlhfkit.train.rewards import reward_specs
+from rlhfkit.train.rollouts import RewardNormalizer, VLLMSampler, rollout_sampler
 
 log = get_logger(__name__)
 
@@ -70,7 +64,8 @@ log = get_logger(__name__)
 @dataclass
 class PPOConfig(RunConfig):
     policy: str | None = F(None, "initial policy folder (the SFT model); also the reference policy")
-    reward_model: str | None = F(None, "reward model folder (from `rlhfkit rm`)")
+    reward_model: str | None = F(None, "reward model folder from `rlhfkit rm` (same as --reward rm:PATH)")
+    rewards: list[str] = F([], "reward parts: rm:PATH or fn:module:function, each optionally @weight; summed")
     rollout: RolloutConfig = F(RolloutConfig(), "sampling (batch_prompts is the global batch, all processes)")
     kl: KLConfig = F(KLConfig(), "the KL penalty to the reference policy")
     iterations: int = F(60, "rollout batches to collect and train on")
@@ -109,18 +104,6 @@ def whiten_global(x: torch.Tensor, mask: torch.Tensor, dist: Dist) -> torch.Tens
     return (x - mean) * torch.rsqrt(var + 1e-8) * m  # (B, R)
 
 
-def _backward_step(s: Setup, ac: torch.nn.Module, opt: Any, loss: torch.Tensor, grad_clip: float) -> None:
-    opt.zero_grad(set_to_none=True)
-    acc = s.dist.acc
-    if acc is None:
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(ac.parameters()), grad_clip)
-    else:
-        acc.backward(loss)
-        acc.clip_grad_norm_(ac.parameters(), grad_clip)
-    opt.step()
-
-
 def _single_step(cfg: PPOConfig) -> bool:
     return cfg.ppo_epochs == 1 and cfg.minibatch >= cfg.rollout.batch_prompts
 
@@ -151,7 +134,7 @@ def ppo_update(s: Setup, ac: torch.nn.Module, opt: Any, rollout, old, adv: torch
             if d.world > 1:
                 tokens = mask[i].sum() if idx else mask.new_zeros(())
                 loss = loss * (d.world * tokens / d.sum(tokens).clamp(min=1.0))
-            _backward_step(s, ac, opt, loss, cfg.grad_clip)
+            backward_step(s, opt, loss, cfg.grad_clip, ac)
             for k, v in {**pg.metrics, **vl.metrics, "policy_loss": pg.loss.item(), "value_loss": vl.loss.item(),
                          "entropy": masked_mean(new.entropy.detach(), mask[i]).item()}.items():
                 stats.setdefault(k, []).append(v)
@@ -161,58 +144,32 @@ def ppo_update(s: Setup, ac: torch.nn.Module, opt: Any, rollout, old, adv: torch
 
 
 def run(cfg: PPOConfig) -> dict:
-    t0 = time.time()
     seed_everything(cfg.seed)
     acc = accelerator_for(cfg.device, cfg.mixed_precision)
     run_dir = RunDir.create(cfg.out or "runs/ppo", cfg)
-    s = setup(cfg.policy, cfg.reward_model, cfg.rollout, cfg.seed, "ppo", cfg.lora, acc)
+    s = setup(cfg.policy, reward_specs(cfg.rewards, cfg.reward_model), cfg.rollout, cfg.seed, "ppo",
+              cfg.lora, acc)
     policy, tok = s.policy, s.tokenizer
     no_dropout(policy, cfg.gradient_checkpointing)
     value_head = ValueHead(policy.config.hidden_size).to(acc.device)
     ac = ActorCritic(policy, value_head)
     opt = torch.optim.Adam([p for p in ac.parameters() if p.requires_grad], lr=cfg.lr, eps=1e-5)
-    kl_ctl, norm, signs = kl_controller(cfg.kl), RewardNormalizer(), FailureSigns(cfg.rollout.max_new_tokens)
-    heads = {"value_head": value_head}
-    s.dist.reseed(cfg.seed)
-    start = resume(run_dir, s, heads, opt, kl_ctl, norm) if cfg.resume else 0
-    s.train_module, opt = acc.prepare(ac, opt)
+    kl_ctl, norm = kl_controller(cfg.kl), RewardNormalizer()
     B, W = cfg.rollout.batch_prompts, s.dist.world
     sampler = rollout_sampler(cfg.rollout.backend, cfg.policy, policy, tok, cfg.rollout.max_new_tokens, B,
                               cfg.seed, W)
-    log.info(batch_accounting([
+    accounting = [
         ("processes", W), ("prompts per rollout batch (global)", B), ("prompts per process", per_process(B, W)),
         ("samples per rollout batch", B), ("response tokens per rollout batch (max)", B * cfg.rollout.max_new_tokens),
         ("samples per minibatch / optimizer step (global)", cfg.minibatch),
         ("optimizer steps per rollout batch", cfg.ppo_epochs * -(-B // cfg.minibatch)),
         ("rollout batches", cfg.iterations), ("total samples", B * cfg.iterations),
-    ]))
-    history = earlier_history(run_dir, start)
-    with MetricsLogger(run_dir.path if s.dist.is_main else None, cfg.log, resume=cfg.resume) as logger:
-        for it in progress(range(start, cfg.iterations), total=cfg.iterations, desc="ppo"):
-            m = ppo_iteration(s, policy, tok, value_head, opt, kl_ctl, norm, cfg, it, sampler)
-            if s.dist.is_main:
-                signs.check(it, m)
-            logger.log(m, it + 1)
-            history.append(m)
-            if cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
-                checkpoint(run_dir, it + 1, s, heads, opt, kl_ctl, norm)
-    acc.wait_for_everyone()
-    summary = summarize(history, "ppo", run_dir, t0, kl_ctl.value)
-    if s.dist.is_main:
-        save_model(merged(policy), tok, run_dir.final)
-        value_head.save_pretrained(run_dir.path / "value_head")
-        run_dir.write_summary(summary)
-    return summary
+    ]
 
+    def step(it: int, opt: Any) -> dict[str, float]:
+        return ppo_iteration(s, policy, tok, value_head, opt, kl_ctl, norm, cfg, it, sampler)
 
-def earlier_history(run_dir: RunDir, start: int) -> list[dict[str, float]]:
-    """A resumed run's metrics of iterations 1..start (the last line logged for each), so its
-    summary covers the whole run."""
-    path = run_dir.path / "metrics.jsonl"
-    if start == 0 or not path.exists():
-        return []
-    rows = {int(r["step"]): r for r in read_metrics(path) if int(r.get("step", 0)) <= start}
-    return [rows[k] for k in sorted(rows)]
+    return drive(cfg, s, acc, run_dir, "ppo", ac, opt, kl_ctl, norm, step, accounting, {"value_head": value_head})
 
 
 def ppo_iteration(s: Setup, policy, tok, value_head: ValueHead, opt, kl_ctl, norm: RewardNormalizer,
@@ -230,7 +187,7 @@ def ppo_iteration(s: Setup, policy, tok, value_head: ValueHead, opt, kl_ctl, nor
     with torch.no_grad(), s.autocast():
         old = response_forward(policy, rollout, value_head) if first is None else detached(first)
         ref = s.reference(rollout)
-        raw = s.reward(list(rollout.prompts), list(rollout.responses)).float().to(rollout.ids.device)  # (b,)
+        raw, reward_parts = score_rollout(s, rollout)  # (b,)
     with torch.no_grad():
         scores = norm(raw, d.gather(raw) if norm.mean is None else None) if cfg.normalize_reward else raw
         mask = rollout.response_mask.float()  # (b, R)
@@ -243,20 +200,6 @@ def ppo_iteration(s: Setup, policy, tok, value_head: ValueHead, opt, kl_ctl, nor
     kl_ctl.update(seq_kl, rc.batch_prompts)
     local = {"rollout/score": raw.mean().item(), "rollout/length": mask.sum(-1).mean().item(),
              "rollout/reward": (scores - kl_ctl.value * kl.sum(-1)).mean().item(),
-             **gold_metrics(s, raw, rollout.prompts, rollout.responses)}
+             **reward_parts, **gold_metrics(s, raw, rollout.prompts, rollout.responses)}
     m.update({"rollout/kl": seq_kl, "rollout/beta": kl_ctl.value, **d.mean_metrics(local, len(prompts))})
     return m
-
-
-def summarize(history: list[dict[str, float]], name: str, run_dir: RunDir, t0: float, beta: float) -> dict:
-    last = history[-5:] if history else []
-
-    def avg(k: str) -> float | None:
-        vals = [h[k] for h in last if k in h]
-        return sum(vals) / len(vals) if vals else None
-
-    summary = {"final": str(run_dir.final), "iterations": len(history), "final_beta": beta,
-               "score": avg("rollout/score"), "kl": avg("rollout/kl"), "gold": avg("rollout/gold"),
-               "length": avg("rollout/length"), "wall_s": time.time() - t0}
-    log.info("%s: last-5 mean score %s, KL %s, gold %s", name, summary["score"], summary["kl"], summary["gold"])
-    return summary

@@ -5,46 +5,45 @@ Monte-Carlo policy gradient):
     R(x, y) = r(x, y) - beta * sum_t log pi(y_t|.) / pi_ref(y_t|.).
 
 The baseline b_i is the mean reward of the other samples for the same prompt
-(leave-one-out, as in RLOO, Ahmadian et al. 2024) or the batch mean. One gradient
-step per rollout batch: the samples come from the current policy, so no clipping.
+(leave-one-out) or the batch mean. One gradient step per rollout batch: the samples come
+from the current policy, so no clipping.
+
+RLOO (Ahmadian et al. 2024, "Back to Basics: Revisiting REINFORCE Style Optimization for
+Learning from Human Feedback in LLMs"; after Kool et al. 2019) is this method with k samples
+per prompt and the leave-one-out baseline: `rlhfkit rloo` runs it with those defaults.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from rlhfkit.algos.loop import accelerator_for
-from rlhfkit.algos.online import (
-    FailureSigns,
+from rlhfkit.config import F, RunConfig
+from rlhfkit.lm.forward import response_forward
+from rlhfkit.lm.models import LoRAConfig
+from rlhfkit.lm.sampling import generate
+from rlhfkit.logging import get_logger
+from rlhfkit.ops.kl import kl_estimate
+from rlhfkit.ops.losses import LossOutput
+from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.train.online import (
     KLConfig,
     RolloutConfig,
     Setup,
-    checkpoint,
+    backward_step,
+    drive,
     gold_metrics,
     kl_controller,
     no_dropout,
     per_process,
-    resume,
+    score_rollout,
     setup,
 )
-from rlhfkit.algos.ppo import earlier_history, summarize
-from rlhfkit.algos.rollout import (
-    RewardNormalizer,
-    VLLMSampler,
-    response_forward,
-    rollout_sampler,
-)
-from rlhfkit.config import F, RunConfig
-from rlhfkit.lm.models import LoRAConfig, merged, save_model
-from rlhfkit.lm.sampling import generate
-from rlhfkit.logging import MetricsLogger, batch_accounting, get_logger, progress
-from rlhfkit.ops.kl import kl_estimate
-from rlhfkit.ops.losses import LossOutput
-from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.train.rewards import reward_specs
+from rlhfkit.train.rollouts import RewardNormalizer, VLLMSampler, rollout_sampler
 
 log = get_logger(__name__)
 
@@ -52,7 +51,8 @@ log = get_logger(__name__)
 @dataclass
 class ReinforceConfig(RunConfig):
     policy: str | None = F(None, "initial policy folder (the SFT model); also the reference policy")
-    reward_model: str | None = F(None, "reward model folder")
+    reward_model: str | None = F(None, "reward model folder (same as --reward rm:PATH)")
+    rewards: list[str] = F([], "reward parts: rm:PATH or fn:module:function, each optionally @weight; summed")
     rollout: RolloutConfig = F(RolloutConfig(batch_prompts=32), "sampling (prompts per batch, global)")
     kl: KLConfig = F(KLConfig(), "the KL penalty to the reference policy")
     samples_per_prompt: int = F(2, "responses per prompt (>= 2 for the leave-one-out baseline)")
@@ -65,6 +65,20 @@ class ReinforceConfig(RunConfig):
                                        "policy with its adapter disabled, and final/ holds the merged model")
     mixed_precision: str = F("fp32", "autocast for sampling, scoring and training: fp32 (none), bf16 or fp16 (bf16 on GPUs)")
     gradient_checkpointing: bool = F(False, "recompute the policy's activations in the backward pass: less memory")
+
+    method: ClassVar[str] = "reinforce"
+
+
+@dataclass
+class RLOOConfig(ReinforceConfig):
+    """REINFORCE Leave-One-Out with the paper's choices: k = 4 samples per prompt, each one's
+    baseline the mean reward of the other three (Ahmadian et al. 2024, sec. 3.2)."""
+
+    samples_per_prompt: int = F(4, "responses per prompt (k)")
+    baseline: Literal["leave_one_out", "batch_mean", "none"] = F("leave_one_out", "variance-reducing baseline")
+    rollout: RolloutConfig = F(RolloutConfig(batch_prompts=16), "sampling (prompts per batch, global)")
+
+    method: ClassVar[str] = "rloo"
 
 
 def baseline(rewards: torch.Tensor, k: int, kind: str) -> torch.Tensor:
@@ -84,42 +98,28 @@ def reinforce_loss(seq_logp: torch.Tensor, advantages: torch.Tensor) -> LossOutp
 
 
 def run(cfg: ReinforceConfig) -> dict:
-    t0 = time.time()
+    name = cfg.method
     seed_everything(cfg.seed)
     acc = accelerator_for(cfg.device, cfg.mixed_precision)
-    run_dir = RunDir.create(cfg.out or "runs/reinforce", cfg)
-    s = setup(cfg.policy, cfg.reward_model, cfg.rollout, cfg.seed, "reinforce", cfg.lora, acc)
+    run_dir = RunDir.create(cfg.out or f"runs/{name}", cfg)
+    s = setup(cfg.policy, reward_specs(cfg.rewards, cfg.reward_model), cfg.rollout, cfg.seed, name, cfg.lora, acc)
     policy, tok = s.policy, s.tokenizer
     no_dropout(policy, cfg.gradient_checkpointing)
     opt = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr, eps=1e-5)
-    kl_ctl, norm, signs = kl_controller(cfg.kl), RewardNormalizer(), FailureSigns(cfg.rollout.max_new_tokens)
-    s.dist.reseed(cfg.seed)
-    start = resume(run_dir, s, {}, opt, kl_ctl, norm) if cfg.resume else 0
-    s.train_module, opt = acc.prepare(policy, opt)
+    kl_ctl, norm = kl_controller(cfg.kl), RewardNormalizer()
     k, B, W = cfg.samples_per_prompt, cfg.rollout.batch_prompts, s.dist.world
     sampler = rollout_sampler(cfg.rollout.backend, cfg.policy, policy, tok, cfg.rollout.max_new_tokens, B * k,
                               cfg.seed, W)
-    log.info(batch_accounting([("processes", W), ("prompts per rollout batch (global)", B),
-                               ("prompts per process", per_process(B, W)), ("samples per prompt", k),
-                               ("samples per rollout batch", B * k),
-                               ("response tokens per rollout batch (max)", B * k * cfg.rollout.max_new_tokens),
-                               ("optimizer steps per rollout batch", 1), ("rollout batches", cfg.iterations)]))
-    history = earlier_history(run_dir, start)
-    with MetricsLogger(run_dir.path if s.dist.is_main else None, cfg.log, resume=cfg.resume) as logger:
-        for it in progress(range(start, cfg.iterations), total=cfg.iterations, desc="reinforce"):
-            m = reinforce_iteration(s, policy, tok, opt, kl_ctl, norm, cfg, sampler)
-            if s.dist.is_main:
-                signs.check(it, m)
-            logger.log(m, it + 1)
-            history.append(m)
-            if cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
-                checkpoint(run_dir, it + 1, s, {}, opt, kl_ctl, norm)
-    acc.wait_for_everyone()
-    summary = summarize(history, "reinforce", run_dir, t0, kl_ctl.value)
-    if s.dist.is_main:
-        save_model(merged(policy), tok, run_dir.final)
-        run_dir.write_summary(summary)
-    return summary
+    accounting = [("processes", W), ("prompts per rollout batch (global)", B),
+                  ("prompts per process", per_process(B, W)), ("samples per prompt", k),
+                  ("samples per rollout batch", B * k),
+                  ("response tokens per rollout batch (max)", B * k * cfg.rollout.max_new_tokens),
+                  ("optimizer steps per rollout batch", 1), ("rollout batches", cfg.iterations)]
+
+    def step(it: int, opt: Any) -> dict[str, float]:
+        return reinforce_iteration(s, policy, tok, opt, kl_ctl, norm, cfg, sampler)
+
+    return drive(cfg, s, acc, run_dir, name, policy, opt, kl_ctl, norm, step, accounting)
 
 
 def reinforce_iteration(s: Setup, policy, tok, opt, kl_ctl, norm: RewardNormalizer, cfg: ReinforceConfig,
@@ -133,7 +133,7 @@ def reinforce_iteration(s: Setup, policy, tok, opt, kl_ctl, norm: RewardNormaliz
         rollout = (generate(policy, tok, prompts, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature)
                    if sampler is None else sampler(policy, tok, prompts, rc.max_new_tokens, rc.temperature))
         ref = s.reference(rollout)
-        raw = s.reward(list(rollout.prompts), list(rollout.responses)).float().to(rollout.ids.device)  # (N,)
+        raw, reward_parts = score_rollout(s, rollout)  # (N,)
     mask = rollout.response_mask.float()  # (N, R)
     new = response_forward(s.train_module if s.train_module is not None else policy, rollout)
     kl = (kl_estimate(new.logp.detach(), ref.logp, cfg.kl.estimator) * mask).sum(-1)  # (N,)
@@ -145,17 +145,10 @@ def reinforce_iteration(s: Setup, policy, tok, opt, kl_ctl, norm: RewardNormaliz
         adv = reward - baseline(reward, k, cfg.baseline)
     out = reinforce_loss((new.logp * mask).sum(-1), adv)
     loss = out.loss * (d.world * len(prompts) / (rc.batch_prompts * k)) if d.world > 1 else out.loss
-    opt.zero_grad(set_to_none=True)
-    if d.acc is None:
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-    else:
-        d.acc.backward(loss)
-        d.acc.clip_grad_norm_(s.train_module.parameters(), cfg.grad_clip)
-    opt.step()
+    backward_step(s, opt, loss, cfg.grad_clip)
     seq_kl = d.mean_metrics({"kl": kl.mean().item()}, len(prompts))["kl"]
     kl_ctl.update(seq_kl, rc.batch_prompts * k)
-    local = {"reinforce/loss": out.loss.item(), **{f"reinforce/{a}": b for a, b in out.metrics.items()},
+    local = {f"{cfg.method}/loss": out.loss.item(), **{f"{cfg.method}/{a}": b for a, b in out.metrics.items()},
              "rollout/score": raw.mean().item(), "rollout/length": mask.sum(-1).mean().item(),
-             "rollout/reward": reward.mean().item(), **gold_metrics(s, raw, rollout.prompts, rollout.responses)}
+             "rollout/reward": reward.mean().item(), **reward_parts, **gold_metrics(s, raw, rollout.prompts, rollout.responses)}
     return {"rollout/kl": seq_kl, "rollout/beta": kl_ctl.value, **d.mean_metrics(local, len(prompts))}

@@ -40,7 +40,7 @@ from rlhfkit.lm.models import (
     save_model,
     with_adapters,
 )
-from rlhfkit.lm.scored_position import feed_forward_at, scored_index
+from rlhfkit.lm.scoring import scalar_scores, score  # noqa: F401  (score: re-exported)
 from rlhfkit.lm.shared_prompt import can_share_prompt, collate_shared, shared_rewards
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import LossOutput, bradley_terry, rating_regression
@@ -73,20 +73,6 @@ def split_by_prompt(prompts: Sequence[str], heldout_frac: float, seed: int) -> l
     def h(p: str) -> float:
         return int(hashlib.sha1(f"{seed}:{p}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return [h(p) < heldout_frac for p in prompts]
-
-
-@torch.no_grad()
-def score(model, tok, prompts: Sequence[str], responses: Sequence[str], max_len: int, batch_size: int = 128
-          ) -> torch.Tensor:
-    """r(x, y) for each pair, (N,)."""
-    model.eval()
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        enc = encode_pairs(tok, prompts[i:i + batch_size], responses[i:i + batch_size], max_len)
-        ids, att = pad_right([e[0] for e in enc], tok.pad_token_id)
-        out.append(scalar_scores(model, ids.to(model.device), att.to(model.device)).float().cpu())
-    model.train()
-    return torch.cat(out) if out else torch.zeros(0)
 
 
 def expected_calibration_error(p_chosen: torch.Tensor, bins: int = 10) -> float:
@@ -141,13 +127,6 @@ def pair_rewards(model, batch: Sequence[EncodedPreference], pad_id: int, share_p
     ids, att = pad_right([e.chosen[0] for e in batch] + [e.rejected[0] for e in batch], pad_id)
     r = scalar_scores(model, ids.to(dev), att.to(dev))  # (2B,)
     return r[: len(batch)], r[len(batch):]
-
-
-def scalar_scores(model, ids: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
-    """r(x, y) of right-padded sequences (N, T) -> (N,); the last block's feed-forward runs at
-    the scored position only (`lm.scored_position`)."""
-    with feed_forward_at(model, scored_index(ids, model.config.pad_token_id)):
-        return model(input_ids=ids, attention_mask=att).logits[:, 0]
 
 
 def bt_loss_fn(model, tok, train: list[Comparison], max_len: int, share_prompt: bool = True

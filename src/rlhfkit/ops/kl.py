@@ -30,6 +30,32 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kind: KLKind = "k1")
     raise ValueError(f"unknown KL estimator {kind!r}: use k1, k2 or k3")
 
 
+def kl_estimate_is(logp: torch.Tensor, ref_logp: torch.Tensor, old_logp: torch.Tensor,
+                   kind: KLKind = "k3") -> torch.Tensor:
+    """Importance-weighted per-token KL estimate, for a KL term differentiated inside the loss:
+
+        (pi(y)/pi_old(y)) * k(y),   y ~ pi_old,   ratio = exp(logp - old_logp), NOT detached.
+
+    With kind="k3" this is the "unbiased KL estimate" of DeepSeek-V3.2 (DeepSeek-AI 2025,
+    arXiv 2512.02556, sec. 3.1, eq. 7), TRL's `use_bias_correction_kl` (trl issue #4637,
+    PR #4638; made the default in PR #6503 after issue #4967; per-token ratio: issue #6586).
+    Why: the samples come from pi_old, and the gradient of k3 itself, (1 - pi_ref/pi) grad log pi,
+    has expectation -sum_y pi_ref grad log pi = grad KL(pi_ref || pi), the FORWARD KL, not the
+    reverse KL(pi || pi_ref) that GRPO's objective names (Shao et al. 2024, eq. 4; worked out in
+    verl PR #2953 and "A Comedy of Estimators", arXiv 2512.21852). The weighted form has gradient
+
+        grad[(pi/pi_old) k3] = (pi/pi_old) (log pi - log pi_ref) grad log pi,
+
+    whose expectation under pi_old is sum_y grad pi (log pi/pi_ref) = grad KL(pi || pi_ref):
+    unbiased, on- or off-policy. Its value, exp(logp - old_logp) * k3, has expectation KL(pi || pi_ref)
+    too. On-policy (ratio = 1 in value) the gradient equals that of k2 = r^2/2, which
+    is also unbiased there. kind="k1" is unbiased as well (the extra ratio * grad log pi term has
+    mean 0) but noisier; kind="k2" is biased off-policy. Same shape as the inputs.
+    """
+    assert logp.shape == ref_logp.shape == old_logp.shape
+    return torch.exp(logp - old_logp) * kl_estimate(logp, ref_logp, kind)
+
+
 def kl_penalized_rewards(score: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor,
                          beta: float, kind: KLKind = "k1") -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token rewards R_t = -beta * KL_t, plus the reward-model score on the last response token.

@@ -13,9 +13,15 @@ The gold taste that simulated labelers share lives in `tasks/gold.py`.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, ClassVar
 
 from rlhfkit.feedback.records import Demonstration
+
+if TYPE_CHECKING:
+    from rlhfkit.tasks.gold import GoldScorer
 
 ITEMS: tuple[str, ...] = (
     "kettle", "coffee maker", "toaster", "blender", "laptop", "phone", "camera", "backpack", "tent",
@@ -63,6 +69,14 @@ class ReviewTask:
     """A seeded generator of the embedded task's prompts, corpus and demonstrations."""
 
     seed: int = 0
+    name: ClassVar[str] = "reviews"
+
+    @property
+    def gold(self) -> "GoldScorer":
+        """The known taste of the task (`tasks/gold.py`) that simulated labelers share."""
+        from rlhfkit.tasks.gold import GoldScorer
+
+        return GoldScorer()
 
     def _rng(self, salt: int) -> random.Random:
         return random.Random(self.seed * 1_000_003 + salt)
@@ -127,3 +141,20 @@ def item_of(prompt: str) -> str | None:
         if prompt.startswith(head) and prompt.endswith(tail):
             return prompt[len(head): len(prompt) - len(tail)] or None
     return None
+
+
+def names_item(prompt: str, response: str) -> bool:
+    """Whether `response` names the item `prompt` asks about: the item's words as whole words,
+    case-insensitive, the last word also in its plural ("kettles", "boxes"), any run of spaces
+    or hyphens between words ("coffee-maker"). A prompt not from this task names no item: False."""
+    item = item_of(prompt)
+    if item is None:
+        return False
+    return _item_pattern(item.lower()).search(response) is not None
+
+
+@lru_cache(maxsize=256)
+def _item_pattern(item: str) -> re.Pattern[str]:
+    *head, last = item.split()
+    words = [re.escape(w) for w in head] + [re.escape(last) + "(?:s|es)?"]
+    return re.compile(r"(?<![\w'])" + r"[\s-]+".join(words) + r"(?![\w])", re.IGNORECASE)

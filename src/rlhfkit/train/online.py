@@ -11,7 +11,8 @@ With one process every collective is skipped, so a plain run computes what it al
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,24 +21,25 @@ from typing import Any, Literal
 import torch
 from accelerate import Accelerator, DistributedType
 
-from rlhfkit.algos.rollout import (
-    PromptStream,
-    ResponseStats,
-    RewardModel,
-    frozen_copy,
-    response_forward,
-)
 from rlhfkit.config import F
 from rlhfkit.errors import UserError
+from rlhfkit.lm.forward import ResponseStats, frozen_copy, response_forward
 from rlhfkit.lm.models import (
     LoRAConfig,
     enable_activation_checkpointing,
     load_policy,
+    merged,
     refuse_prefix_tuned,
+    save_model,
     with_lora,
 )
-from rlhfkit.lm.sampling import load_prompts
-from rlhfkit.logging import get_logger
+from rlhfkit.logging import (
+    MetricsLogger,
+    batch_accounting,
+    get_logger,
+    progress,
+    read_metrics,
+)
 from rlhfkit.ops.kl import AdaptiveKLController, FixedKLController
 from rlhfkit.runtime import (
     RunDir,
@@ -47,8 +49,9 @@ from rlhfkit.runtime import (
     save_checkpoint,
     set_rng_state,
 )
-from rlhfkit.tasks.gold import GoldScorer
-from rlhfkit.tasks.reviews import item_of
+from rlhfkit.tasks.base import Gold, gold_of, load_task, task_prompts
+from rlhfkit.train.rewards import RewardPart, Rewards
+from rlhfkit.train.rollouts import PromptStream
 from rlhfkit.types import Rollout
 
 log = get_logger(__name__)
@@ -56,8 +59,9 @@ log = get_logger(__name__)
 
 @dataclass
 class RolloutConfig:
-    prompts: str | None = F(None, "training prompts file (.txt/.jsonl); None: the embedded task's RL prompts")
-    n_prompts: int = F(2000, "embedded-task prompts to draw when no file is given")
+    task: str = F("reviews", "the task: reviews (embedded), module:attribute, or a prompts file (no gold)")
+    prompts: str | None = F(None, "training prompts file (.txt/.jsonl) instead of the task's RL prompts")
+    n_prompts: int = F(2000, "task prompts to draw when no file is given")
     task_seed: int = F(0, "seed of the embedded task's generator")
     batch_prompts: int = F(64, "prompts per rollout batch")
     max_new_tokens: int = F(48, "max response tokens")
@@ -158,9 +162,9 @@ class Setup:
     policy: Any
     tokenizer: Any
     ref: Any  # a frozen copy of the initial policy; None with LoRA (the adapter is switched off instead)
-    reward: RewardModel
+    reward: Rewards  # or any (prompts, responses) -> (N,) callable
     prompts: PromptStream
-    gold: GoldScorer | None
+    gold: Gold | None
     dist: Dist = field(default_factory=Dist)
     train_module: Any = None  # what the update's forward goes through: the accelerate-prepared module
 
@@ -189,31 +193,34 @@ class Setup:
             return response_forward(self.policy, rollout)
 
 
-def setup(policy_path: str | None, rm_path: str | None, rcfg: RolloutConfig, seed: int, what: str,
-          lora: LoRAConfig | None = None, acc: Accelerator | None = None) -> Setup:
-    """Policy (with LoRA adapters if asked), reference, reward model and prompts, on `acc`'s device."""
-    if policy_path is None or rm_path is None:
-        raise UserError(f"{what}: give --policy PATH (e.g. the SFT model) and --reward-model PATH")
+def setup(policy_path: str | None, rewards: Sequence[RewardPart], rcfg: RolloutConfig, seed: int, what: str,
+          lora: LoRAConfig | None = None, acc: Accelerator | None = None, ref: bool = True) -> Setup:
+    """Policy (with LoRA adapters if asked), reference (unless `ref` is False: a run without a KL
+    term loads none), rewards, the task's prompts and gold, on `acc`'s device."""
+    if policy_path is None:
+        raise UserError(f"{what}: give --policy PATH (e.g. the SFT model)")
+    if not rewards:
+        raise UserError(f"{what}: give --reward-model PATH, or --reward rm:PATH / fn:module:function")
     policy, tok = load_policy(policy_path)
     refuse_prefix_tuned(policy, policy_path, what)
-    reward = RewardModel(rm_path, rcfg.rm_max_len)
-    if len(reward.tokenizer) != len(tok):
+    reward = Rewards(rewards, rcfg.rm_max_len)
+    if any(len(rm.tokenizer) != len(tok) for rm in reward.reward_models):
         log.warning("%s: policy and reward model tokenizers differ; responses are re-tokenized as text", what)
-    prompts = load_prompts(rcfg.prompts, rcfg.n_prompts, rcfg.task_seed, "rl")
-    gold = GoldScorer() if all(item_of(p) is not None for p in prompts[:50]) else None
+    task = load_task(rcfg.task, rcfg.task_seed)
+    prompts = task_prompts(task, rcfg.n_prompts, "rl", rcfg.prompts)
     if lora is not None and lora.enabled:
-        policy, ref = with_lora(policy, lora), None
+        policy, reference = with_lora(policy, lora), None
     else:
-        ref = frozen_copy(policy)
+        reference = frozen_copy(policy) if ref else None
     if acc is not None and acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
         raise UserError(f"{what}: runs on one device or with DDP (configs/accelerate/cpu_2proc.yaml, "
                         f"multi_gpu_ddp.yaml); {acc.distributed_type.value} is not supported for the online "
                         "trainers yet (sampling needs the whole policy on every process)")
     if acc is not None:
         policy.to(acc.device)
-        reward.model.to(acc.device)
-        ref = ref.to(acc.device) if ref is not None else None
-    return Setup(policy, tok, ref, reward, PromptStream(prompts, seed), gold, Dist(acc))
+        reward.to(acc.device)
+        reference = reference.to(acc.device) if reference is not None else None
+    return Setup(policy, tok, reference, reward, PromptStream(prompts, seed), gold_of(task), Dist(acc))
 
 
 def per_process(n: int, world: int) -> str:
@@ -294,6 +301,16 @@ def gold_metrics(s: Setup, scores: torch.Tensor, prompts: Sequence[str], respons
     return {"rollout/gold": g.mean().item(), "rollout/rm_gold_agreement": agree}
 
 
+def score_rollout(s: Setup, rollout: Rollout) -> tuple[torch.Tensor, dict[str, float]]:
+    """The rollout's total reward (N,) on its device, and each part's batch mean when there are
+    several (`rollout/reward_part/<name>`)."""
+    prompts, responses = list(rollout.prompts), list(rollout.responses)
+    scored = getattr(s.reward, "scored", None)  # any (prompts, responses) -> (N,) callable may stand in
+    total, parts = scored(prompts, responses) if scored is not None else (s.reward(prompts, responses), {})
+    logged = {f"rollout/reward_part/{k}": v.mean().item() for k, v in parts.items()} if len(parts) > 1 else {}
+    return total.float().to(rollout.ids.device), logged
+
+
 def checkpoint(run: RunDir, it: int, s: Setup, heads: dict[str, Any], opt: Any, kl_ctl: Any, norm: Any) -> None:
     """Policy (the adapter alone with LoRA) and heads, optimizer, beta, reward-normalizer statistics
     and prompt position; `save_checkpoint` adds every RNG state (python, numpy, torch, CUDA), which
@@ -325,3 +342,86 @@ def resume(run: RunDir, s: Setup, heads: dict[str, Any], opt: Any, kl_ctl: Any, 
     s.dist.restore_rng(state.get("rng_by_rank"), int(state["step"]))
     log.info("resuming from %s (iteration %d)", ckpt, state["step"])
     return int(state["step"])
+
+
+def drive(cfg: Any, s: Setup, acc: Accelerator, run_dir: RunDir, name: str, module: torch.nn.Module, opt: Any,
+          kl_ctl: Any, norm: Any, step: Callable[[int, Any], dict[str, float]], accounting: list[tuple[str, Any]],
+          heads: dict[str, Any] | None = None) -> dict:
+    """The loop every online method shares (PPO, REINFORCE/RLOO, GRPO): resume, hand `module`
+    (what the update's forward goes through) and `opt` to the accelerator, run `step(it, opt)`
+    for each remaining iteration with progress, failure-sign warnings, metrics and checkpoints,
+    then write final/ (LoRA merged), the heads and summary.json. `cfg` has the online configs'
+    common fields: seed, resume, log, iterations, checkpoint_every, rollout."""
+    t0, heads = time.time(), heads or {}
+    s.dist.reseed(cfg.seed)
+    start = resume(run_dir, s, heads, opt, kl_ctl, norm) if cfg.resume else 0
+    s.train_module, opt = acc.prepare(module, opt)
+    log.info(batch_accounting(accounting))
+    signs, history = FailureSigns(cfg.rollout.max_new_tokens), earlier_history(run_dir, start)
+    with MetricsLogger(run_dir.path if s.dist.is_main else None, cfg.log, resume=cfg.resume) as logger:
+        for it in progress(range(start, cfg.iterations), total=cfg.iterations, desc=name):
+            m = step(it, opt)
+            if s.dist.is_main:
+                signs.check(it, m)
+            logger.log(m, it + 1)
+            history.append(m)
+            if cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations:
+                checkpoint(run_dir, it + 1, s, heads, opt, kl_ctl, norm)
+    acc.wait_for_everyone()
+    summary = summarize(history, name, run_dir, t0, kl_ctl.value)
+    if s.dist.is_main:
+        save_model(merged(s.policy), s.tokenizer, run_dir.final)
+        for head_name, head in heads.items():
+            head.save_pretrained(run_dir.path / head_name)
+        run_dir.write_summary(summary)
+    return summary
+
+
+def backward_step(s: Setup, opt: Any, loss: torch.Tensor, grad_clip: float, module: Any = None) -> None:
+    """One optimizer step on `loss`: through the accelerator when there is one (DDP averages the
+    gradients), with the gradient norm of `module`'s parameters (default: the trained module)
+    clipped to `grad_clip`."""
+    opt.zero_grad(set_to_none=True)
+    module = module if module is not None else s.train_module if s.train_module is not None else s.policy
+    if s.dist.acc is None:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+    else:
+        s.dist.acc.backward(loss)
+        s.dist.acc.clip_grad_norm_(module.parameters(), grad_clip)
+    opt.step()
+
+
+def share_weight(d: Dist, local_count: float) -> float:
+    """The factor that makes DDP's mean of per-process losses the global batch's loss, for a
+    loss that is a mean over `local_count` things here (samples or tokens): W * local / global.
+    1 in a single process."""
+    if d.world == 1:
+        return 1.0
+    total = d.sum(torch.tensor([float(local_count)], dtype=torch.float64)).item()
+    return d.world * local_count / max(total, 1.0)
+
+
+
+def earlier_history(run_dir: RunDir, start: int) -> list[dict[str, float]]:
+    """A resumed run's metrics of iterations 1..start (the last line logged for each), so its
+    summary covers the whole run."""
+    path = run_dir.path / "metrics.jsonl"
+    if start == 0 or not path.exists():
+        return []
+    rows = {int(r["step"]): r for r in read_metrics(path) if int(r.get("step", 0)) <= start}
+    return [rows[k] for k in sorted(rows)]
+
+
+def summarize(history: list[dict[str, float]], name: str, run_dir: RunDir, t0: float, beta: float) -> dict:
+    last = history[-5:] if history else []
+
+    def avg(k: str) -> float | None:
+        vals = [h[k] for h in last if k in h]
+        return sum(vals) / len(vals) if vals else None
+
+    summary = {"final": str(run_dir.final), "iterations": len(history), "final_beta": beta,
+               "score": avg("rollout/score"), "kl": avg("rollout/kl"), "gold": avg("rollout/gold"),
+               "length": avg("rollout/length"), "wall_s": time.time() - t0}
+    log.info("%s: last-5 mean score %s, KL %s, gold %s", name, summary["score"], summary["kl"], summary["gold"])
+    return summary
