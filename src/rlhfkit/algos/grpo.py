@@ -30,7 +30,7 @@ from rlhfkit.lm.models import LoRAConfig
 from rlhfkit.lm.sampling import generate
 from rlhfkit.logging import get_logger
 from rlhfkit.ops.kl import kl_estimate
-from rlhfkit.ops.policy_gradient import grpo_loss
+from rlhfkit.ops.policy_gradient import group_advantages, grpo_loss
 from rlhfkit.runtime import RunDir, seed_everything
 from rlhfkit.train.online import (
     RolloutConfig,
@@ -152,8 +152,6 @@ def grpo_iteration(s: Setup, opt: Any, cfg: GRPOConfig, sampler: Any = None) -> 
 
 def _advantages(reward: torch.Tensor, G: int, scale: str, d: Any) -> torch.Tensor:
     """Group-relative advantages; the "batch" std is the global batch's (every process's rewards)."""
-    from rlhfkit.ops.policy_gradient import group_advantages
-
     if scale != "batch":
         return group_advantages(reward, G, scale)
     return group_advantages(reward, G, "none") / (d.gather(reward).std() + 1e-4)

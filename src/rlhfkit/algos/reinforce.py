@@ -28,6 +28,7 @@ from rlhfkit.lm.sampling import generate
 from rlhfkit.logging import get_logger
 from rlhfkit.ops.kl import kl_estimate
 from rlhfkit.ops.losses import LossOutput
+from rlhfkit.ops.policy_gradient import leave_one_out_baseline
 from rlhfkit.runtime import RunDir, seed_everything
 from rlhfkit.train.online import (
     KLConfig,
@@ -41,6 +42,7 @@ from rlhfkit.train.online import (
     per_process,
     score_rollout,
     setup,
+    share_weight,
 )
 from rlhfkit.train.rewards import reward_specs
 from rlhfkit.train.rollouts import RewardNormalizer, VLLMSampler, rollout_sampler
@@ -87,8 +89,7 @@ def baseline(rewards: torch.Tensor, k: int, kind: str) -> torch.Tensor:
         return torch.zeros_like(rewards)
     if kind == "batch_mean" or k < 2:
         return rewards.mean().expand_as(rewards)
-    g = rewards.view(-1, k)  # (B, k)
-    return ((g.sum(1, keepdim=True) - g) / (k - 1)).reshape(-1)
+    return rewards - leave_one_out_baseline(rewards, k)  # the mean of the other k - 1 samples
 
 
 def reinforce_loss(seq_logp: torch.Tensor, advantages: torch.Tensor) -> LossOutput:
@@ -144,7 +145,7 @@ def reinforce_iteration(s: Setup, policy, tok, opt, kl_ctl, norm: RewardNormaliz
     else:
         adv = reward - baseline(reward, k, cfg.baseline)
     out = reinforce_loss((new.logp * mask).sum(-1), adv)
-    loss = out.loss * (d.world * len(prompts) / (rc.batch_prompts * k)) if d.world > 1 else out.loss
+    loss = out.loss * share_weight(d, len(prompts))  # DDP's mean of shards = the global batch's mean
     backward_step(s, opt, loss, cfg.grad_clip)
     seq_kl = d.mean_metrics({"kl": kl.mean().item()}, len(prompts))["kl"]
     kl_ctl.update(seq_kl, rc.batch_prompts * k)
