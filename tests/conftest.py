@@ -14,9 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer GPT pretrained briefly on the review corpus (a save_pretrained folder)."""
-    from rlhfkit.algos.loop import OptimConfig
     from rlhfkit.algos.pretrain import PretrainConfig, run
     from rlhfkit.config import ModelConfig
+    from rlhfkit.train.supervised import OptimConfig
 
     out = tmp_path_factory.mktemp("tiny_lm")
     cfg = PretrainConfig(out=str(out), model=ModelConfig(n_layer=2, n_head=2, n_embd=64, n_positions=96,

@@ -1,4 +1,5 @@
-"""cli.py: a dummy Command registered through build_parser([...]) maps flags and common options onto its config."""
+"""command.py and cli.py: a dummy Command registered through build_parser([...]) maps flags and common options
+onto its config; `rlhfkit` reads every wing's commands without importing torch."""
 
 import subprocess
 import sys
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from rlhfkit import cli
-from rlhfkit.cli import Command, Flag, build_parser, config_from_args
+from rlhfkit.command import Command, Flag, build_parser, config_from_args
 from rlhfkit.config import F, ConfigError, RunConfig
 from rlhfkit.errors import UserError
 
@@ -138,7 +139,8 @@ def test_config_given_by_path_is_imported_only_when_needed(capsys):
     with pytest.raises(SystemExit):
         build_parser([lazy]).parse_args(["lazy", "--help"])
     assert "data.limit = 0: how many records (0: all)" in capsys.readouterr().out
-    code = ("import sys; from rlhfkit.cli import build_parser; build_parser(); "
+    code = ("import sys; from rlhfkit.cli import _all_commands; from rlhfkit.command import build_parser; "
+            "build_parser(_all_commands()); "
             "print(sorted(m for m in ('torch', 'transformers', 'rlhfkit.algos.sft') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

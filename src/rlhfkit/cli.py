@@ -1,79 +1,25 @@
 """`rlhfkit <command>`: parse arguments into a config, call one function. No logic here.
 
-Each feature module declares a `COMMANDS: list[Command]`; its module path goes in
-`COMMAND_MODULES`. A config-driven command gets the common flags `--config FILE.yaml`,
-`--set a.b=value` (repeatable), `--seed`, `--out DIR`, `--log {tensorboard,wandb}` and
-`--resume`, plus its own flags, each mapped onto one config field.
+Each wing declares its commands (`COMMANDS: list[Command]`, `rlhfkit.command`) in its
+`commands.py`; that module's path goes in `COMMAND_MODULES`, read here. The wings import only
+`rlhfkit.command`, never this module.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
-from dataclasses import dataclass, field
-from typing import Any, Callable
+
+from rlhfkit.command import Command, build_parser, config_from_args
 
 COMMAND_MODULES: list[str] = [
     "rlhfkit.commands",
     "rlhfkit.labeling.commands",
-    "rlhfkit.imitation.cli_commands",
-    "rlhfkit.control.cli_commands",
+    "rlhfkit.imitation.commands",
+    "rlhfkit.control.commands",
     "rlhfkit.aggregation.commands",
-    "rlhfkit.imitation.commands_irl",
     "rlhfkit.commands_plan",
 ]
-
-
-@dataclass(frozen=True)
-class Flag:
-    """A command-line flag that sets one config field (`dest` is a dotted path)."""
-
-    name: str
-    dest: str
-    help: str
-    type: Callable[[str], Any] | None = str
-    positional: bool = False
-    action: str | None = None
-    choices: tuple[str, ...] | None = None
-    nargs: str | None = None
-
-
-@dataclass(frozen=True)
-class Command:
-    """`name` may hold a space for grouped commands (`label serve`)."""
-
-    name: str
-    help: str
-    run: Callable[[Any], Any] | str  # the function, or its "module:function" path (imported to run)
-    # a RunConfig dataclass, or its "module:Class" path (imported only when the command runs or
-    # shows its help, so `rlhfkit --help` does not import torch); None: `run` gets the Namespace
-    config: type | str | None = None
-    flags: tuple[Flag, ...] = field(default_factory=tuple)
-    common: bool = True  # add --config/--set/--seed/--out/--log/--resume
-
-    def config_class(self) -> type | None:
-        return _resolve(self.config) if isinstance(self.config, str) else self.config
-
-    def runner(self) -> Callable[[Any], Any]:
-        return _resolve(self.run) if isinstance(self.run, str) else self.run
-
-
-def _resolve(path: str) -> Any:
-    """The object a "module:name" path names."""
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-class _CommandParser(argparse.ArgumentParser):
-    """A command's parser: its config fields are listed under its help, read when asked for."""
-
-    command: Command | None = None
-
-    def format_help(self) -> str:
-        if self.command is not None and self.command.config is not None and self.epilog is None:
-            self.epilog = _config_epilog(self.command.config_class())
-        return super().format_help()
 
 
 def _all_commands() -> list[Command]:
@@ -94,91 +40,6 @@ OPTIONAL_PACKAGES = {"fastapi", "sqlalchemy", "alembic", "jinja2", "uvicorn", "a
                      "pyarrow", "peft", "tensorboard", "psycopg", "scipy"}
 
 
-def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    node = tree
-    parts = dotted.split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-
-
-def _config_epilog(cls: type) -> str:
-    from rlhfkit.config import field_docs
-
-    lines = ["config fields (set with --set name=value or in --config FILE.yaml):"]
-    for name, (default, doc) in field_docs(cls).items():
-        lines.append(f"  {name} = {default!r}: {doc}")
-    return "\n".join(lines)
-
-
-def build_parser(commands: list[Command] | None = None) -> argparse.ArgumentParser:
-    commands = commands if commands is not None else _all_commands()
-    parser = argparse.ArgumentParser(prog="rlhfkit", description="Learning from human feedback, end to end.")
-    top = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
-    top.required = True
-    groups: dict[str, argparse._SubParsersAction] = {}
-    for cmd in commands:
-        parts = cmd.name.split(" ")
-        sub = top
-        for depth, part in enumerate(parts[:-1]):
-            key = " ".join(parts[: depth + 1])
-            if key not in groups:
-                gp = sub.add_parser(part, help=f"{part} commands")
-                groups[key] = gp.add_subparsers(dest=f"_group_{depth}", metavar="SUBCOMMAND",
-                                                parser_class=_CommandParser)
-                groups[key].required = True
-            sub = groups[key]
-        p = sub.add_parser(parts[-1], help=cmd.help, description=cmd.help,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.command = cmd
-        for fl in cmd.flags:
-            kwargs: dict[str, Any] = {"help": fl.help}
-            if fl.action:
-                kwargs["action"] = fl.action
-            if fl.type is not None and fl.action not in ("store_true", "store_false", "store_const", "count"):
-                kwargs["type"] = fl.type
-            if fl.choices:
-                kwargs["choices"] = fl.choices
-            if fl.nargs:
-                kwargs["nargs"] = fl.nargs
-            if fl.positional:
-                p.add_argument(fl.name, **kwargs)
-            else:
-                if fl.action in (None, "append"):
-                    kwargs["metavar"] = fl.name.lstrip("-").upper().replace("-", "_")
-                kwargs["dest"] = "flag__" + fl.dest.replace(".", "__")
-                kwargs["default"] = None
-                p.add_argument(fl.name, **kwargs)
-        if cmd.common and cmd.config is not None:
-            p.add_argument("--config", dest="_config_file", help="YAML config file")
-            p.add_argument("--set", dest="_overrides", action="append", default=[], metavar="KEY=VALUE",
-                           help="override a config field, e.g. --set train.lr=1e-4 (repeatable)")
-            p.add_argument("--seed", dest="flag__seed", type=int, default=None, help="random seed")
-            p.add_argument("--out", dest="flag__out", default=None, help="run directory to write")
-            p.add_argument("--log", dest="flag__log", action="append", default=None,
-                           choices=["tensorboard", "wandb"], help="extra metrics sink (repeatable)")
-            p.add_argument("--resume", dest="flag__resume", action="store_const", const=True, default=None,
-                           help="resume from the last checkpoint in --out")
-        p.set_defaults(_command=cmd)
-    return parser
-
-
-def config_from_args(cmd: Command, ns: argparse.Namespace) -> Any:
-    from rlhfkit.config import resolve
-
-    extra: dict[str, Any] = {}
-    for fl in cmd.flags:
-        key = fl.name if fl.positional else "flag__" + fl.dest.replace(".", "__")
-        value = getattr(ns, key, None)
-        if value is not None:
-            _set_path(extra, fl.dest, value)
-    for name in ("seed", "out", "log", "resume"):
-        value = getattr(ns, "flag__" + name, None)
-        if value is not None:
-            extra[name] = value
-    return resolve(cmd.config_class(), getattr(ns, "_config_file", None), getattr(ns, "_overrides", []), extra)
-
-
 def _quiet_transformers() -> None:
     """No transformers progress bars (weights loading) in our logs. HF_HUB_DISABLE_PROGRESS_BARS
     covers a transformers imported later; this covers one the command's module imported."""
@@ -196,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here needs a model hub
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    parser = build_parser()
-    ns = parser.parse_args(argv)
+    ns = build_parser(_all_commands()).parse_args(argv)
     cmd: Command = ns._command
     try:
         if cmd.config is None:

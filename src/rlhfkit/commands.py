@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rlhfkit.cli import Command, Flag
+from rlhfkit.command import Command, Flag
 
 
 def _pretrain(cfg):  # imports stay lazy so `rlhfkit --help` is fast
@@ -18,16 +18,6 @@ def _sft(cfg):
 def _rm(cfg):
     from rlhfkit.algos.reward_model import run
     return run(cfg)
-
-
-def _sample(cfg):
-    from rlhfkit.lm.sampling import run_sample
-    return run_sample(cfg)
-
-
-def _label_sim(cfg):
-    from rlhfkit.feedback.simulate import run_label_sim
-    return run_label_sim(cfg)
 
 
 def _ppo(cfg):
@@ -92,24 +82,28 @@ COMMANDS: list[Command] = [
             _pretrain, "rlhfkit.algos.pretrain:PretrainConfig", (
                 Flag("--model", "model.path", "continue training this HF causal LM folder"),
                 Flag("--data", "data", "corpus file (.txt lines or .jsonl with 'text')"),
+                Flag("--task", "task", "task whose corpus to use without --data: reviews or module:attribute"),
             )),
     Command("sft", "supervised fine-tuning on demonstrations (loss on response tokens)", _sft,
             "rlhfkit.algos.sft:SFTConfig", (
         Flag("--model", "model", "policy folder to fine-tune"),
-        Flag("--data", "data", "demonstrations file (default: the embedded task's)"),
+        Flag("--data", "data", "demonstrations file (default: the task's)"),
+        Flag("--task", "task", "task whose demonstrations to use without --data: reviews or module:attribute"),
     )),
-    Command("sample", "sample K responses per prompt from a policy, to JSONL", _sample,
-            "rlhfkit.lm.sampling:SampleConfig", (
+    Command("sample", "sample K responses per prompt from a policy, to JSONL", "rlhfkit.commands_data:run_sample",
+            "rlhfkit.commands_data:SampleConfig", (
         Flag("--policy", "policy", "policy folder"),
         Flag("--model", "policy", "same as --policy"),
-        Flag("--prompts", "prompts", "prompts file (.txt or .jsonl); default: embedded task prompts"),
+        Flag("--task", "task", "task whose prompts to sample: reviews, module:attribute or a prompts file"),
+        Flag("--prompts", "prompts", "prompts file (.txt or .jsonl); default: the task's prompts"),
         Flag("--k", "k", "responses per prompt", type=int),
-        Flag("--n-prompts", "n_prompts", "embedded prompts to draw", type=int),
+        Flag("--n-prompts", "n_prompts", "task prompts to draw", type=int),
         Flag("--output", "output", "JSONL to write"),
     )),
-    Command("label-sim", "simulated labelers rank, compare or rate sampled responses", _label_sim,
-            "rlhfkit.feedback.simulate:LabelSimConfig", (
+    Command("label-sim", "simulated labelers rank, compare or rate sampled responses",
+            "rlhfkit.commands_data:run_label_sim", "rlhfkit.commands_data:LabelSimConfig", (
         Flag("--samples", "samples", "completions JSONL from `rlhfkit sample`"),
+        Flag("--task", "task", "task whose gold scorer the labelers share: reviews or module:attribute"),
         Flag("--kind", "kind", "ranking, pairwise or rating", choices=("ranking", "pairwise", "rating")),
         Flag("--output", "output", "labels JSONL to write"),
     )),
@@ -118,6 +112,8 @@ COMMANDS: list[Command] = [
         Flag("--model", "model", "backbone folder (the SFT policy, or any HF causal LM)"),
         Flag("--data", "data", "judgments file (any supported format)"),
         Flag("--objective", "objective", "bradley_terry or ratings", choices=("bradley_terry", "ratings")),
+        Flag("--task", "task", "task whose gold scorer gives the ceiling accuracy: reviews, module:attribute "
+             "or none"),
     )),
     Command("ppo", "PPO against a reward with a KL penalty to the reference policy", _ppo,
             "rlhfkit.algos.ppo:PPOConfig", _online((Flag("--beta", "kl.beta", "KL penalty weight", type=float),))),
@@ -151,5 +147,6 @@ COMMANDS: list[Command] = [
                               action="append", type=None),
                          Flag("--best-of", "best_of", "also evaluate best-of-n of the reference (repeatable)",
                               action="append", type=int),
+                         Flag("--task", "task", "task: reviews, module:attribute or a prompts file (no gold)"),
                          Flag("--prompts", "prompts", "held-out prompts file"))),
 ]

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from rlhfkit.cli import Command, Flag
+from rlhfkit.command import Command, Flag
 
 LEAVES_OUT = ("This is an estimate. It leaves out the CUDA context and kernels (often 0.5-1 GiB per GPU), "
               "allocator caching and fragmentation, buffers of collectives, FSDP's gathered layer, and the data. "

@@ -6,7 +6,11 @@ policy, one sample per prompt, then
   (best-of-n: the closed form log n - (n - 1)/n),
 - simulated win-rate against the reference's sample for the same prompt, judged by
   a labeler drawn from the simulated pool (a tie counts one half),
-each with a 95% confidence interval (normal approximation over prompts).
+- on-topic: the fraction of responses on the prompt's subject, for a task that says
+  (`task.on_topic(prompt, response)` -> bool, or None where it cannot tell; the review task:
+  does the response name the item asked about),
+each with a 95% confidence interval (normal approximation over prompts). Gold score and
+win-rate need the task's gold scorer; for a task without one they are None.
 """
 
 from __future__ import annotations
@@ -19,17 +23,17 @@ from typing import Sequence
 
 import torch
 
-from rlhfkit.algos.best_of_n import best_of_n, best_of_n_kl
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.labelers import LabelerPool
 from rlhfkit.lm.forward import sequence_kl
 from rlhfkit.lm.models import load_policy
-from rlhfkit.lm.sampling import generate, load_prompts
-from rlhfkit.lm.scoring import RewardModel
+from rlhfkit.lm.sampling import generate
+from rlhfkit.lm.scoring import RewardModel, best_of_n
 from rlhfkit.logging import get_logger, progress
+from rlhfkit.ops.kl import best_of_n_kl
 from rlhfkit.runtime import RunDir, seed_everything
-from rlhfkit.tasks.gold import GoldScorer
+from rlhfkit.tasks.base import Gold, Task, gold_of, load_task, task_prompts
 
 log = get_logger(__name__)
 
@@ -42,7 +46,7 @@ def mean_ci(xs: Sequence[float]) -> tuple[float, list[float]]:
     return m, [m - h, m + h]
 
 
-def win_rate(prompts: Sequence[str], responses: Sequence[str], ref_responses: Sequence[str], gold: GoldScorer,
+def win_rate(prompts: Sequence[str], responses: Sequence[str], ref_responses: Sequence[str], gold: Gold,
              seed: int) -> tuple[float, list[float]]:
     """Fraction of prompts where a pool labeler prefers `responses` over the reference's (ties 1/2)."""
     pool = LabelerPool(seed=seed)
@@ -72,18 +76,32 @@ def sample_policy(model, tok, prompts: Sequence[str], max_new_tokens: int, batch
     return responses, kls
 
 
-def score_responses(name: str, prompts: Sequence[str], responses: Sequence[str], ref_responses: Sequence[str],
-                    rm: RewardModel, gold: GoldScorer, kls: Sequence[float] | None, kl_value: float | None,
+def on_topic(task: Task, prompts: Sequence[str], responses: Sequence[str]
+             ) -> tuple[float | None, list[float] | None]:
+    """Fraction of responses on the prompt's subject, over the prompts the task can judge
+    (None when the task has no `on_topic`, or can judge none of them)."""
+    judge = getattr(task, "on_topic", None)
+    if judge is None:
+        return None, None
+    hits = [float(v) for v in (judge(p, y) for p, y in zip(prompts, responses, strict=True)) if v is not None]
+    return mean_ci(hits) if hits else (None, None)
+
+
+def score_responses(prompts: Sequence[str], responses: Sequence[str], ref_responses: Sequence[str],
+                    rm: RewardModel, task: Task, kls: Sequence[float] | None, kl_value: float | None,
                     seed: int) -> dict:
-    g, g_ci = mean_ci(gold.batch(list(prompts), list(responses)))
+    gold = gold_of(task)
+    g, g_ci = mean_ci(gold.batch(list(prompts), list(responses))) if gold is not None else (None, None)
+    w, w_ci = win_rate(prompts, responses, ref_responses, gold, seed) if gold is not None else (None, None)
     p, p_ci = mean_ci(rm(list(prompts), list(responses)).tolist())
-    w, w_ci = win_rate(prompts, responses, ref_responses, gold, seed)
+    t, t_ci = on_topic(task, prompts, responses)
     if kls:
         k, k_ci = mean_ci(list(kls))
     else:
         k, k_ci = (kl_value or 0.0), [kl_value or 0.0, kl_value or 0.0]
     return {"winrate_vs_sft": w, "winrate_ci": w_ci, "gold": g, "gold_ci": g_ci, "proxy": p, "proxy_ci": p_ci,
-            "kl": k, "kl_ci": k_ci, "samples": [{"prompt": a, "response": b} for a, b in zip(prompts[:4], responses[:4])]}
+            "kl": k, "kl_ci": k_ci, "on_topic": t, "on_topic_ci": t_ci,
+            "samples": [{"prompt": a, "response": b} for a, b in zip(prompts[:4], responses[:4])]}
 
 
 @dataclass
@@ -92,8 +110,9 @@ class EvalConfig(RunConfig):
     reference: str | None = F(None, "reference policy (the SFT model): KL and win-rate are against it")
     reward_model: str | None = F(None, "reward model giving the proxy score")
     best_of: list[int] = F([], "also evaluate best-of-n sampling from the reference for these n")
-    prompts: str | None = F(None, "held-out prompts file; None: the embedded task's eval prompts")
-    n_prompts: int = F(200, "embedded eval prompts")
+    task: str = F("reviews", "the task: reviews (embedded), module:attribute, or a prompts file (no gold)")
+    prompts: str | None = F(None, "held-out prompts file (overrides the task's eval prompts)")
+    n_prompts: int = F(200, "eval prompts drawn from the task")
     task_seed: int = F(0, "seed of the embedded task's generator")
     max_new_tokens: int = F(48, "max response tokens")
 
@@ -102,14 +121,17 @@ def evaluate_all(cfg: EvalConfig) -> dict[str, dict]:
     if cfg.reference is None or cfg.reward_model is None:
         raise UserError("eval: give --reference PATH (the SFT policy) and --reward-model PATH")
     seed_everything(cfg.seed)
-    prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.task_seed, "eval")
-    gold, rm = GoldScorer(), RewardModel(cfg.reward_model)
+    task = load_task(cfg.task, cfg.task_seed)
+    prompts = task_prompts(task, cfg.n_prompts, "eval", cfg.prompts)
+    if gold_of(task) is None:
+        log.info("eval: task %s has no gold scorer; gold score and win-rate are left out", task.name)
+    rm = RewardModel(cfg.reward_model)
     ref, tok = load_policy(cfg.reference)
     ref.eval()
     ref_responses, _ = sample_policy(ref, tok, prompts, cfg.max_new_tokens)
     # The reference's own row: a second, independent sample judged against the first.
     sft_again, sft_kl = sample_policy(ref, tok, prompts, cfg.max_new_tokens, ref=ref)
-    results = {"sft": score_responses("sft", prompts, sft_again, ref_responses, rm, gold, sft_kl, None, cfg.seed)}
+    results = {"sft": score_responses(prompts, sft_again, ref_responses, rm, task, sft_kl, None, cfg.seed)}
     for spec in progress(cfg.policies, desc="evaluating policies"):
         name, _, path = spec.partition("=")
         if not path:
@@ -117,11 +139,11 @@ def evaluate_all(cfg: EvalConfig) -> dict[str, dict]:
         model, _ = load_policy(path)
         model.eval()
         resp, kls = sample_policy(model, tok, prompts, cfg.max_new_tokens, ref=ref)
-        results[name] = score_responses(name, prompts, resp, ref_responses, rm, gold, kls, None, cfg.seed)
+        results[name] = score_responses(prompts, resp, ref_responses, rm, task, kls, None, cfg.seed)
     for n in cfg.best_of:
         best, _, _ = best_of_n(ref, tok, rm, prompts, n, max_new_tokens=cfg.max_new_tokens)
-        results[f"best_of_{n}"] = score_responses(f"best_of_{n}", prompts, best, ref_responses, rm, gold, None,
-                                                  best_of_n_kl(n), cfg.seed)
+        results[f"best_of_{n}"] = score_responses(prompts, best, ref_responses, rm, task, None, best_of_n_kl(n),
+                                                  cfg.seed)
     return results
 
 

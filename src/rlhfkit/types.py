@@ -49,3 +49,21 @@ class Rollout:
     prompt_len: int  # P
     prompts: tuple[str, ...]
     responses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PPOBatch:
+    """What a PPO update reads (one process's share of a rollout batch): the rollout, the sampling
+    policy's log-probs and value estimates, and the advantages and returns computed from them.
+    B samples, R response tokens; every (B, R) tensor is masked by `rollout.response_mask`."""
+
+    rollout: Rollout
+    old_logp: torch.Tensor  # (B, R) log pi_old(y_t | x, y_<t), no gradient
+    old_values: torch.Tensor  # (B, R) V_old(s_t), no gradient
+    advantages: torch.Tensor  # (B, R) GAE, whitened if asked
+    returns: torch.Tensor  # (B, R) value targets: advantages + old values (before whitening)
+
+    def __post_init__(self) -> None:
+        shape = self.rollout.response_mask.shape
+        for name in ("old_logp", "old_values", "advantages", "returns"):
+            assert getattr(self, name).shape == shape, f"{name} {tuple(getattr(self, name).shape)} vs mask {tuple(shape)}"

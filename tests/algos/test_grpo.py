@@ -1,5 +1,5 @@
-"""GRPO on a user's task with a verifiable reward, from the command line; determinism and
-resume; RLOO's command; the Task protocol and reward parts."""
+"""GRPO on a user's task with a verifiable reward, from the command line; determinism (resume
+after SIGKILL and 2-process DDP: tests/scale); RLOO's command; the Task protocol and reward parts."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_grpo_raises_the_verified_fraction_on_held_out_prompts(tiny_lm, tmp_path
     before = _satisfied(tiny_lm, user_module)
     _grpo(tiny_lm, tmp_path / "grpo", user_module, "--iterations", "14")
     after = _satisfied(tmp_path / "grpo" / "final", user_module)
-    assert after > before + 0.4, (before, after)  # 0.18 -> 1.00 and 0.98 (seeds 0, 1) when measured
+    assert after > before + 0.4, (before, after)  # measured (seeds 0, 1, 2): 0.16 / 0.11 / 0.20 -> 1.00
 
 
 @pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo", "bnpo"])
@@ -83,19 +83,7 @@ def test_each_loss_type_runs_and_is_deterministic(tiny_lm, tmp_path, user_module
     _grpo(tiny_lm, tmp_path / "b", user_module, *extra)
     a, b = (read_metrics(tmp_path / x / "metrics.jsonl") for x in "ab")
     assert [r["grpo/loss"] for r in a] == [r["grpo/loss"] for r in b]
-    assert all("grpo/kl" in r for r in a)  # beta > 0: the KL term is in the loss
-
-
-def test_grpo_resumes_to_identical_weights(tiny_lm, tmp_path, user_module):
-    from safetensors.torch import load_file
-
-    common = ["--set", "checkpoint_every=2", "--set", "epochs=2", "--set", "minibatch=16"]
-    _grpo(tiny_lm, tmp_path / "whole", user_module, "--iterations", "4", *common)
-    _grpo(tiny_lm, tmp_path / "split", user_module, "--iterations", "2", *common)  # stops at 2 ...
-    _grpo(tiny_lm, tmp_path / "split", user_module, "--iterations", "4", "--resume", *common)  # ... continues
-    a = load_file(str(tmp_path / "whole" / "final" / "model.safetensors"))
-    b = load_file(str(tmp_path / "split" / "final" / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all("grpo/kl" in r and "rollout/kl" in r for r in a)  # beta > 0: the KL term in the loss, logged
 
 
 def test_weighted_reward_parts_are_logged(tiny_lm, tmp_path, user_module):

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from rlhfkit.algos import expert_iteration, ppo, reinforce
-from rlhfkit.algos.best_of_n import best_of_n, best_of_n_kl
 from rlhfkit.cli import main
 from rlhfkit.feedback.formats import write_records
 from rlhfkit.lm.forward import ValueHead, frozen_copy
 from rlhfkit.lm.models import load_policy
+from rlhfkit.lm.scoring import best_of_n
 from rlhfkit.logging import read_metrics
+from rlhfkit.ops.kl import best_of_n_kl
 from rlhfkit.runtime import seed_everything
 from rlhfkit.tasks.reviews import ReviewTask
 from rlhfkit.train.online import KLConfig, RolloutConfig, Setup, kl_controller

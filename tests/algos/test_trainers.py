@@ -32,7 +32,7 @@ def test_sft_run_dir_and_learning(tiny_lm, tmp_path):
 
 def test_reward_model_learns_sentiment_and_reports_heldout(tiny_lm, tmp_path):
     data = tmp_path / "pairs.jsonl"
-    write_records(data, sentiment_pairs(240))
+    write_records(data, sentiment_pairs(480))
     out = tmp_path / "rm"
     assert main(["rm", "--model", str(tiny_lm), "--data", str(data), "--out", str(out),
                  "--set", "optim.epochs=3", "--set", "optim.lr=1e-3", "--set", "heldout_frac=0.25", *FAST]) == 0

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from rlhfkit.control import checkpoint as ckpt_lib
-from rlhfkit.control.commands import run_train
 from rlhfkit.control.loop import ControlConfig
+from rlhfkit.control.train import run_train
 from rlhfkit.errors import UserError
 
 

@@ -42,6 +42,6 @@ def test_sample_import_label_export_rm(tmp_path: Path, tiny_lm: Path) -> None:
     assert main(["label", "export", "--db", db, "--out", str(labels)]) == 0
     assert len(labels.read_text().splitlines()) == 24
     assert main(["rm", "--model", str(tiny_lm), "--data", str(labels), "--out", str(tmp_path / "rm"),
-                 "--set", "optim.max_steps=3", "--set", "optim.batch_size=8", "--set", "gold=none"]) == 0
+                 "--set", "optim.max_steps=3", "--set", "optim.batch_size=8", "--task", "none"]) == 0
     summary = json.loads((tmp_path / "rm" / "summary.json").read_text())
     assert summary["train_examples"] > 0 and (tmp_path / "rm" / "final").is_dir()

@@ -17,8 +17,9 @@ import torch
 from accelerate import PartialState
 from ddp_driver import _split
 
-from rlhfkit.algos import best_of_n, expert_iteration
+from rlhfkit.algos import expert_iteration
 from rlhfkit.cli import main
+from rlhfkit.train import rollouts
 
 
 def _greedy_recording(out: Path, rank: int):
@@ -39,7 +40,7 @@ def _saving_weights(out: Path, rank: int):
     return fit
 
 
-best_of_n_local, expert_iteration_fit = best_of_n.best_of_n, expert_iteration.fit
+best_of_n_local, expert_iteration_fit = rollouts.best_of_n, expert_iteration.fit
 
 if __name__ == "__main__":
     # The rank from the launcher's environment: a PartialState made before the trainer's own
@@ -48,7 +49,7 @@ if __name__ == "__main__":
     for cmd in _split(sys.argv[1:]):
         out = Path(cmd[cmd.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
-        best_of_n.best_of_n = _greedy_recording(out, rank)  # what best_of_n_gathered calls on each process
+        rollouts.best_of_n = _greedy_recording(out, rank)  # what best_of_n_gathered calls on each process
         expert_iteration.fit = _saving_weights(out, rank)
         if main(cmd) != 0:
             sys.exit(1)

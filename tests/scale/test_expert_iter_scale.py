@@ -17,9 +17,9 @@ import torch
 from online_helpers import SEQUENCE, child_env, kill_when, make_reward_dir
 from safetensors.torch import load_file
 
-from rlhfkit.algos.best_of_n import interleave
 from rlhfkit.feedback.formats import read_records
 from rlhfkit.logging import read_metrics
+from rlhfkit.train.rollouts import interleave
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"
@@ -159,7 +159,14 @@ def test_expert_iteration_and_best_of_n_under_two_process_ddp(micro_lm, reward_d
     single_final = load_file(str(single / "final" / "model.safetensors"))
     assert any(not torch.equal(init[n], single_final[n]) for n in init), "training did not move the weights"
     for name in single_final:  # the same data in the same order: DDP follows the single process
-        assert torch.allclose(final[name], single_final[name], rtol=1e-4, atol=1e-5), name
+        a, b = final[name], single_final[name]
+        if name.endswith("attn.c_attn.bias"):
+            # The key bias adds the same number to every score of a query, which softmax ignores:
+            # its gradient is zero but for rounding, and Adam scales rounding noise up to a step
+            # of size lr, in either process's direction. Query and value biases are compared.
+            third = a.shape[0] // 3
+            a, b = torch.cat([a[:third], a[2 * third:]]), torch.cat([b[:third], b[2 * third:]])
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), name
 
     # the best-of-n command: 3 + 2 prompts sampled, one best.jsonl, the single process's
     assert [len((ddp / "bon" / f"prompts-{r}.txt").read_text().splitlines()) for r in (0, 1)] == [3, 2]

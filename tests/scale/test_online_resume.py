@@ -1,8 +1,8 @@
-"""Crash-safe resume of the online trainers (issue 7): a PPO (and a REINFORCE) run is killed
-with SIGKILL mid-training, resumed with --resume, and on CPU its final weights equal those of an
-uninterrupted run of the same seed bit for bit. That needs every piece of state back: weights,
-value head, optimizer, every RNG state (sampling draws from torch's generator), the prompt
-position, the KL controller's beta and the reward normalizer's statistics."""
+"""Crash-safe resume of the online trainers (issues 7, 13): a PPO (a REINFORCE, a GRPO) run is
+killed with SIGKILL mid-training, resumed with --resume, and on CPU its final weights equal those
+of an uninterrupted run of the same seed bit for bit. That needs every piece of state back:
+weights, value head, optimizer, every RNG state (sampling draws from torch's generator), the
+prompt position, the KL controller's beta and the reward normalizer's statistics."""
 
 from __future__ import annotations
 
@@ -27,10 +27,13 @@ def reward_dir(micro_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def _argv(kind: str, lm: Path, rm: Path, out: Path) -> list[str]:
+    prompts = 4 if kind == "grpo" else 8
     args = [kind, "--policy", str(lm), "--reward-model", str(rm), "--out", str(out), "--iterations", str(ITERATIONS),
-            "--set", "rollout.batch_prompts=8", "--set", "rollout.max_new_tokens=8", "--set", "checkpoint_every=2",
-            "--set", "kl.adaptive=true", "--set", "kl.target=0.5", "--set", "lr=3e-3", "--set", "device=cpu",
-            "--set", "seed=3"]
+            "--set", f"rollout.batch_prompts={prompts}", "--set", "rollout.max_new_tokens=8",
+            "--set", "checkpoint_every=2", "--set", "lr=3e-3", "--set", "device=cpu", "--set", "seed=3"]
+    if kind == "grpo":  # 4 prompts x 2 samples, two epochs of two minibatches; the KL term reads the reference
+        return [*args, "--set", "group_size=2", "--set", "epochs=2", "--set", "minibatch=4", "--set", "beta=0.05"]
+    args += ["--set", "kl.adaptive=true", "--set", "kl.target=0.5"]
     if kind == "ppo":
         args += ["--set", "minibatch=4", "--set", "ppo_epochs=2"]
     return args
@@ -51,7 +54,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("kind", ["ppo", "reinforce"])
+@pytest.mark.parametrize("kind", ["ppo", "reinforce", "grpo"])
 def test_sigkill_then_resume_equals_uninterrupted_run(kind, micro_lm, reward_dir, tmp_path):
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     _kill_mid_run(_argv(kind, micro_lm, reward_dir, killed), killed)
@@ -73,7 +76,8 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kind, micro_lm, reward_dir
     assert [r["step"] for r in rows_w] == list(range(1, ITERATIONS + 1))
     assert rows_k[-1]["step"] == ITERATIONS and [r["step"] for r in rows_k].count(1) == 1  # resumed, not restarted
     assert json.dumps(rows_k[-1]) == json.dumps(rows_w[-1])  # beta, KL, scores: the same last iteration (NaN too)
-    assert rows_w[-1]["rollout/beta"] != pytest.approx(0.05)  # the adaptive controller moved (and was restored)
+    if kind != "grpo":  # GRPO's beta is fixed
+        assert rows_w[-1]["rollout/beta"] != pytest.approx(0.05)  # the adaptive controller moved (and was restored)
     sk, sw = (json.loads((run / "summary.json").read_text()) for run in (killed, whole))
     assert sk["iterations"] == sw["iterations"] == ITERATIONS  # the summary covers the whole run
     assert json.dumps({k: v for k, v in sk.items() if k not in ("wall_s", "final")}) == json.dumps(

@@ -1,4 +1,4 @@
-"""Single-process checks of the pieces `fit` uses under weight sharding (algos/sharded.py):
+"""Single-process checks of the pieces `fit` uses under weight sharding (train/sharded.py):
 the meta skeleton costs no memory and keeps ties, the transplant hands back an ordinary model
 of the right class with the gathered weights, and mismatched optimizer states are refused."""
 
@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from rlhfkit.algos import sharded
-from rlhfkit.algos.loop import accelerator_for
 from rlhfkit.errors import UserError
+from rlhfkit.train import sharded
+from rlhfkit.train.dist import accelerator_for
 
 
 def _lm() -> GPT2LMHeadModel:

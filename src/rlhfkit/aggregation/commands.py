@@ -21,7 +21,7 @@ import numpy as np
 from rlhfkit.aggregation.bradley_terry import AggregationError, counts_from_comparisons, fit_bradley_terry
 from rlhfkit.aggregation.reliability import fit_with_reliability
 from rlhfkit.aggregation.winners import preference_matrix, winners
-from rlhfkit.cli import Command, Flag
+from rlhfkit.command import Command, Flag
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import FormatError, read_records, row_to_record

@@ -4,69 +4,24 @@ the sampling policy is at most log n - (n - 1) / n (Hilton & Gao's closed form).
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import torch
-
-from rlhfkit.algos.loop import accelerator_for
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import write_records
 from rlhfkit.feedback.records import Demonstration
 from rlhfkit.lm.models import load_policy
-from rlhfkit.lm.sampling import sample_completions
 from rlhfkit.logging import get_logger
+from rlhfkit.ops.kl import best_of_n_kl
 from rlhfkit.runtime import RunDir, seed_everything
 from rlhfkit.tasks.base import load_task, task_prompts
-from rlhfkit.train.online import Dist
+from rlhfkit.train.dist import Dist, accelerator_for
 from rlhfkit.train.rewards import Rewards, reward_specs
+from rlhfkit.train.rollouts import best_of_n_gathered
 
 log = get_logger(__name__)
-
-
-def best_of_n_kl(n: int) -> float:
-    """KL(best-of-n || base) = log n - (n - 1) / n, for a continuous reward without ties."""
-    return math.log(n) - (n - 1) / n
-
-
-def best_of_n(policy, tok, reward: Callable[[Sequence[str], Sequence[str]], torch.Tensor], prompts: Sequence[str], n: int, batch_size: int = 128,
-              **gen_kwargs) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """-> (best response per prompt, its score (P,), all scores (P, n))."""
-    if not prompts:  # a process whose share of a small global batch is empty
-        return [], torch.zeros(0), torch.zeros(0, n)
-    items = sample_completions(policy, tok, prompts, n, batch_size, desc=f"best-of-{n} sampling", **gen_kwargs)
-    flat_p = [c.prompt for c in items for _ in c.responses]
-    flat_r = [r for c in items for r in c.responses]
-    scores = reward(flat_p, flat_r).view(len(items), n)  # (P, n)
-    best = scores.argmax(1)
-    return [items[i].responses[int(b)] for i, b in enumerate(best)], scores.max(1).values, scores
-
-
-def interleave(parts: list[list[Any]]) -> list[Any]:
-    """Undo `Dist.shard`: process r held items r, r + W, ...; back to one list in the global order."""
-    world = len(parts)
-    out: list[Any] = [None] * sum(len(p) for p in parts)
-    for rank, part in enumerate(parts):
-        out[rank::world] = part
-    return out
-
-
-def best_of_n_gathered(policy, tok, reward: Callable[[Sequence[str], Sequence[str]], torch.Tensor], mine: Sequence[str], n: int, dist: Dist,
-                       **gen_kwargs) -> tuple[list[str], list[str], torch.Tensor, torch.Tensor]:
-    """`best_of_n` of this process's share `mine` (`Dist.shard` of a global batch), gathered:
-    every process gets the whole batch back in its order -> (prompts, best responses, their
-    scores (P,), all scores (P, n)). With one process, `best_of_n` of `mine`."""
-    best, top, scores = best_of_n(policy, tok, reward, mine, n, **gen_kwargs)
-    if dist.world == 1:
-        return list(mine), best, top, scores
-    rows = interleave(dist.gather_objects(list(zip(mine, best, top.tolist(), scores.tolist()))))
-    return ([p for p, *_ in rows], [b for _, b, *_ in rows], torch.tensor([t for *_, t, _ in rows]),
-            torch.tensor([s for *_, s in rows]).view(len(rows), n))  # (P,), (P, n)
 
 
 @dataclass

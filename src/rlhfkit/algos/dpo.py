@@ -13,7 +13,6 @@ from typing import Callable, Sequence
 
 import torch
 
-from rlhfkit.algos.loop import OptimConfig, fit, is_main_process
 from rlhfkit.algos.reward_model import split_by_prompt
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
@@ -38,6 +37,8 @@ from rlhfkit.lm.shared_prompt import can_share_prompt, collate_shared, shared_lo
 from rlhfkit.logging import MetricsLogger, get_logger, progress
 from rlhfkit.ops.losses import LossOutput, dpo
 from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.train.dist import is_main_process
+from rlhfkit.train.supervised import OptimConfig, fit
 from rlhfkit.types import batch_to
 
 log = get_logger(__name__)

@@ -25,9 +25,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator, DistributedType
 
-from rlhfkit.algos import sharded
-from rlhfkit.algos.best_of_n import best_of_n_gathered
-from rlhfkit.algos.loop import OptimConfig, accelerator_for, fit
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import write_records
@@ -45,9 +42,12 @@ from rlhfkit.runtime import (
     seed_everything,
 )
 from rlhfkit.tasks.base import load_task, task_prompts
-from rlhfkit.train.online import Dist, Setup
+from rlhfkit.train import sharded
+from rlhfkit.train.dist import Dist, accelerator_for
+from rlhfkit.train.online import Setup
 from rlhfkit.train.rewards import Rewards, reward_specs
-from rlhfkit.train.rollouts import PromptStream
+from rlhfkit.train.rollouts import PromptStream, best_of_n_gathered
+from rlhfkit.train.supervised import OptimConfig, fit
 from rlhfkit.types import batch_to
 
 log = get_logger(__name__)

@@ -17,12 +17,12 @@ Optionally, completions cut off at the length limit are left out of the loss (DA
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
-from rlhfkit.algos.loop import accelerator_for
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.lm.forward import response_forward, take
@@ -32,17 +32,17 @@ from rlhfkit.logging import get_logger
 from rlhfkit.ops.kl import kl_estimate
 from rlhfkit.ops.policy_gradient import group_advantages, grpo_loss
 from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.train.dist import accelerator_for
 from rlhfkit.train.online import (
     RolloutConfig,
     Setup,
-    backward_step,
     drive,
     gold_metrics,
     no_dropout,
     per_process,
     score_rollout,
     setup,
-    share_weight,
+    step_metrics,
 )
 from rlhfkit.train.rewards import reward_specs
 from rlhfkit.train.rollouts import rollout_sampler
@@ -132,15 +132,17 @@ def grpo_iteration(s: Setup, opt: Any, cfg: GRPOConfig, sampler: Any = None) -> 
         ref = s.reference(rollout).logp if cfg.beta > 0 else None  # (N, R)
     raw, reward_parts = score_rollout(s, rollout)  # (N,)
     mask = rollout.response_mask.float()  # (N, R)
-    reward, seq_kl = raw, None
-    if cfg.beta > 0 and cfg.kl_mode == "reward":
+    reward, seq_kl, sampling_logp = raw, None, None
+    if cfg.beta > 0:  # the KL to the reference, logged in either mode, a penalty in "reward" mode
         with torch.no_grad(), s.autocast():
-            seq_kl = (kl_estimate(response_forward(policy, rollout).logp, ref, "k1") * mask).sum(-1)  # (N,)
-        reward = raw - cfg.beta * seq_kl
+            sampling_logp = response_forward(policy, rollout).logp  # (N, R)
+        seq_kl = (kl_estimate(sampling_logp, ref, "k1") * mask).sum(-1)  # (N,)
+        if cfg.kl_mode == "reward":
+            reward = raw - cfg.beta * seq_kl
     adv = _advantages(reward, G, cfg.scale_rewards, d)  # (N,)
     truncated = _truncated(rollout, tok.eos_token_id, rc.max_new_tokens)  # (N,)
     loss_mask = mask * (~truncated).float().unsqueeze(1) if cfg.mask_truncated else mask  # (N, R)
-    m = _update(s, opt, rollout, adv, loss_mask, ref if cfg.kl_mode == "loss" else None, cfg)
+    m = _update(s, opt, rollout, adv, loss_mask, ref if cfg.kl_mode == "loss" else None, cfg, sampling_logp)
     local = {"rollout/score": raw.mean().item(), "rollout/length": mask.sum(-1).mean().item(),
              "rollout/truncated": truncated.float().mean().item(),
              "rollout/reward_std_in_group": reward.view(-1, G).std(1).mean().item(),
@@ -164,36 +166,48 @@ def _truncated(rollout: Rollout, eos_id: int | None, max_new_tokens: int) -> tor
     return (lengths >= max_new_tokens) & (last != eos_id if eos_id is not None else True)
 
 
+# loss_type -> what its reduction divides by, counted in a (n, R) loss mask: DDP weighs each
+# process's loss by its share of that count, so the gradient average is the global minibatch's.
+LOSS_COUNTS: dict[str, Callable[[torch.Tensor], float]] = {
+    "grpo": lambda m: (m.sum(-1) > 0).sum().item(),  # sequences with an active token
+    "dr_grpo": lambda m: m.shape[0],  # every row: B * max_len is the denominator
+    "dapo": lambda m: m.sum().item(),  # active tokens
+    "bnpo": lambda m: m.sum().item(),
+}
+
+
 def _update(s: Setup, opt: Any, rollout: Rollout, adv: torch.Tensor, mask: torch.Tensor,
-            ref_logp: torch.Tensor | None, cfg: GRPOConfig) -> dict[str, float]:
-    """`epochs` passes of minibatch updates. With one epoch of one minibatch the sampling policy
-    is the one being updated, so its log-probs are the training forward's own, detached."""
-    N, d = len(rollout.prompts), s.dist
+            ref_logp: torch.Tensor | None, cfg: GRPOConfig, sampling_logp: torch.Tensor | None = None
+            ) -> dict[str, float]:
+    """`epochs` passes of minibatch updates, each minibatch a slice of the global batch (this
+    process steps on its rows of it). With one epoch of one minibatch the sampling policy is
+    the one being updated, so its log-probs are the training forward's own, detached; otherwise
+    they are `sampling_logp` (N, R) when the caller has them, else computed here."""
     module = s.train_module if s.train_module is not None else s.policy
-    size = max(1, (cfg.minibatch or cfg.rollout.batch_prompts * cfg.group_size) // d.world)
-    single = cfg.epochs == 1 and size >= N
+    total = cfg.rollout.batch_prompts * cfg.group_size  # samples in the global batch
+    size = cfg.minibatch or total
     old = None
-    if not single:
-        with torch.no_grad(), s.autocast():
-            old = response_forward(s.policy, rollout).logp  # (N, R)
+    if not (cfg.epochs == 1 and size >= total):
+        old = sampling_logp
+        if old is None:
+            with torch.no_grad(), s.autocast():
+                old = response_forward(s.policy, rollout).logp  # (N, R)
     stats: dict[str, list[float]] = {}
     for _ in range(cfg.epochs):
-        for start in range(0, N, size):
-            i = torch.arange(start, min(N, start + size), device=rollout.ids.device)
+        for start in range(0, total, size):
+            rows = s.dist.local_rows(range(start, min(total, start + size)), cfg.group_size)
+            i = torch.tensor(rows or [0], device=rollout.ids.device)
             new = response_forward(module, take(rollout, i.tolist())).logp  # (n, R)
-            if not mask[i].any():  # every response here was truncated and masked out: a zero step,
-                backward_step(s, opt, new.sum() * 0.0 * share_weight(d, 0), cfg.grad_clip)  # kept for DDP
-                continue
+            if not rows or not mask[i].any():  # none of this minibatch here, or all truncated and
+                s.dist.backward(opt, new.sum() * 0.0 * s.dist.share_weight(0), cfg.grad_clip, module)  # masked:
+                continue  # a zero step, so every process takes part in every step
             old_i = new.detach() if old is None else old[i]
             out = grpo_loss(new, old_i, adv[i], mask[i], loss_type=cfg.loss_type, eps_low=cfg.epsilon_low,
                             eps_high=cfg.epsilon_high, beta=cfg.beta if ref_logp is not None else 0.0,
                             ref_logp=ref_logp[i] if ref_logp is not None else None,
                             kl_estimator=cfg.kl_estimator, max_len=cfg.rollout.max_new_tokens)
-            count = mask[i].sum().item() if cfg.loss_type in ("dapo", "bnpo") else len(i)
-            backward_step(s, opt, out.loss * share_weight(d, count), cfg.grad_clip)
+            count = LOSS_COUNTS[cfg.loss_type](mask[i])  # what this loss is a mean over, here
+            s.dist.backward(opt, out.loss * s.dist.share_weight(count), cfg.grad_clip, module)
             for k, v in out.metrics.items():
                 stats.setdefault(k, []).append(v)
-    out_m = {f"grpo/{k}": sum(v) / len(v) for k, v in stats.items() if k != "ratio_max"}
-    if "ratio_max" in stats:
-        out_m["grpo/ratio_max"] = max(stats["ratio_max"])
-    return d.mean_metrics(out_m, N, maxed=["grpo/ratio_max"] if "ratio_max" in stats else [])
+    return step_metrics(s.dist, stats, "grpo", len(rollout.prompts))

@@ -13,13 +13,11 @@ Each iteration, as in the papers:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from rlhfkit.algos.loop import accelerator_for
 from rlhfkit.config import F, RunConfig
 from rlhfkit.lm.data import minibatches
 from rlhfkit.lm.forward import (
@@ -36,17 +34,16 @@ from rlhfkit.lm.sampling import generate
 from rlhfkit.logging import (
     get_logger,
 )
-from rlhfkit.ops.advantages import gae, whiten
+from rlhfkit.ops.advantages import gae
 from rlhfkit.ops.kl import kl_penalized_rewards
 from rlhfkit.ops.logprobs import masked_mean
 from rlhfkit.ops.losses import ppo_clip, value_loss
 from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.train.dist import accelerator_for
 from rlhfkit.train.online import (
-    Dist,
     KLConfig,
     RolloutConfig,
     Setup,
-    backward_step,
     drive,
     gold_metrics,
     kl_controller,
@@ -54,9 +51,11 @@ from rlhfkit.train.online import (
     per_process,
     score_rollout,
     setup,
+    step_metrics,
 )
 from rlhfkit.train.rewards import reward_specs
 from rlhfkit.train.rollouts import RewardNormalizer, VLLMSampler, rollout_sampler
+from rlhfkit.types import PPOBatch
 
 log = get_logger(__name__)
 
@@ -87,29 +86,12 @@ class PPOConfig(RunConfig):
     gradient_checkpointing: bool = F(False, "recompute the policy's activations in the backward pass: less memory")
 
 
-def local_rows(batch: Sequence[int], dist: Dist) -> list[int]:
-    """The rows of this process's rollout that belong to a global minibatch: global sample j
-    was sampled by process j % W, as its row j // W."""
-    return [j // dist.world for j in batch if j % dist.world == dist.rank]
-
-
-def whiten_global(x: torch.Tensor, mask: torch.Tensor, dist: Dist) -> torch.Tensor:
-    """`whiten` with the mean and (unbiased) variance of the global batch's masked positions."""
-    if dist.world == 1:
-        return whiten(x, mask)
-    m = mask.to(x.dtype)
-    n, total = dist.sum(torch.stack([m.sum(), (x * m).sum()])).unbind()
-    mean = total / n
-    var = dist.sum(((x - mean) ** 2 * m).sum()) / (n - 1).clamp(min=1.0)
-    return (x - mean) * torch.rsqrt(var + 1e-8) * m  # (B, R)
-
-
 def _single_step(cfg: PPOConfig) -> bool:
     return cfg.ppo_epochs == 1 and cfg.minibatch >= cfg.rollout.batch_prompts
 
 
-def ppo_update(s: Setup, ac: torch.nn.Module, opt: Any, rollout, old, adv: torch.Tensor, returns: torch.Tensor,
-               cfg: PPOConfig, it: int, first: ResponseStats | None = None) -> dict[str, float]:
+def ppo_update(s: Setup, ac: torch.nn.Module, opt: Any, batch: PPOBatch, cfg: PPOConfig, it: int,
+               first: ResponseStats | None = None) -> dict[str, float]:
     """Several epochs of clipped-surrogate minibatch steps on one rollout batch.
 
     `first`: the whole rollout's forward, already run with gradients (one epoch, one minibatch).
@@ -117,30 +99,26 @@ def ppo_update(s: Setup, ac: torch.nn.Module, opt: Any, rollout, old, adv: torch
     its rows, its token-mean loss weighted by W * (its tokens / the minibatch's tokens), so DDP's
     gradient average is the global minibatch's token-mean gradient (a process with no rows runs
     one row at weight 0 so the collectives still line up)."""
-    mask = rollout.response_mask.float()  # (b, R)
+    rollout, mask = batch.rollout, batch.rollout.response_mask.float()  # (b, R)
     d, stats = s.dist, {}
     for epoch in range(cfg.ppo_epochs):
-        for batch in minibatches(cfg.rollout.batch_prompts, cfg.minibatch, cfg.seed + it, epoch):
-            idx = local_rows(batch, d)
+        for global_rows in minibatches(cfg.rollout.batch_prompts, cfg.minibatch, cfg.seed + it, epoch):
+            idx = d.local_rows(global_rows)
             rows = idx or [0]
             i = torch.tensor(rows, device=mask.device)
             if first is not None:  # `first` covers every row: its forward (with grad) is this step's
                 new = ResponseStats(first.logp[i], first.entropy[i], first.values[i])
             else:
                 new = actor_critic_forward(ac, take(rollout, rows), with_entropy=True)
-            pg = ppo_clip(new.logp, old.logp[i], adv[i], mask[i], cfg.clip)
-            vl = value_loss(new.values, old.values[i], returns[i], mask[i], cfg.value_clip or None)
-            loss = pg.loss + cfg.vf_coef * vl.loss
-            if d.world > 1:
-                tokens = mask[i].sum() if idx else mask.new_zeros(())
-                loss = loss * (d.world * tokens / d.sum(tokens).clamp(min=1.0))
-            backward_step(s, opt, loss, cfg.grad_clip, ac)
+            pg = ppo_clip(new.logp, batch.old_logp[i], batch.advantages[i], mask[i], cfg.clip)
+            vl = value_loss(new.values, batch.old_values[i], batch.returns[i], mask[i], cfg.value_clip or None)
+            tokens = mask[i].sum() if idx else mask.new_zeros(())  # what the token mean divides by, here
+            loss = (pg.loss + cfg.vf_coef * vl.loss) * d.share_weight(tokens)
+            d.backward(opt, loss, cfg.grad_clip, ac)
             for k, v in {**pg.metrics, **vl.metrics, "policy_loss": pg.loss.item(), "value_loss": vl.loss.item(),
                          "entropy": masked_mean(new.entropy.detach(), mask[i]).item()}.items():
                 stats.setdefault(k, []).append(v)
-    out = {f"ppo/{k}": sum(v) / len(v) for k, v in stats.items()}
-    out["ppo/ratio_max"] = max(stats["ratio_max"])
-    return d.mean_metrics(out, len(rollout.prompts), maxed=["ppo/ratio_max"])
+    return step_metrics(d, stats, "ppo", len(rollout.prompts))
 
 
 def run(cfg: PPOConfig) -> dict:
@@ -194,8 +172,8 @@ def ppo_iteration(s: Setup, policy, tok, value_head: ValueHead, opt, kl_ctl, nor
         rewards, kl = kl_penalized_rewards(scores, old.logp, ref.logp, mask, kl_ctl.value, cfg.kl.estimator)
         adv, returns = gae(rewards, old.values, mask, cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
-            adv = whiten_global(adv, mask, d)
-    m = ppo_update(s, ac, opt, rollout, old, adv, returns, cfg, it, first)
+            adv = d.whiten(adv, mask)
+    m = ppo_update(s, ac, opt, PPOBatch(rollout, old.logp, old.values, adv, returns), cfg, it, first)
     seq_kl = d.mean_metrics({"kl": kl.sum(-1).mean().item()}, len(prompts))["kl"]
     kl_ctl.update(seq_kl, rc.batch_prompts)
     local = {"rollout/score": raw.mean().item(), "rollout/length": mask.sum(-1).mean().item(),

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from rlhfkit.algos.loop import OptimConfig, fit, is_main_process
 from rlhfkit.config import F, ModelConfig, RunConfig
 from rlhfkit.feedback.formats import read_text_rows
 from rlhfkit.lm.data import lm_blocks, token_logprobs
@@ -26,7 +25,9 @@ from rlhfkit.lm.models import (
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import sft_nll
 from rlhfkit.runtime import RunDir, seed_everything
-from rlhfkit.tasks.reviews import ReviewTask
+from rlhfkit.tasks.base import corpus_of, load_task
+from rlhfkit.train.dist import is_main_process
+from rlhfkit.train.supervised import OptimConfig, fit
 
 log = get_logger(__name__)
 
@@ -38,6 +39,7 @@ class PretrainConfig(RunConfig):
     data: str | None = F(None, "text corpus: .txt (one document per line) or .jsonl with a 'text' field; "
                                "None generates the embedded review corpus")
     corpus_docs: int = F(24000, "documents in the generated corpus")
+    task: str = F("reviews", "the task giving the data when none is given: reviews (embedded) or module:attribute")
     task_seed: int = F(0, "seed of the embedded task's generator")
     eval_docs: int = F(500, "held-out documents for the final perplexity")
 
@@ -50,7 +52,7 @@ def run(cfg: PretrainConfig) -> dict:
     t0 = time.time()
     seed_everything(cfg.seed)
     run_dir = RunDir.create(cfg.out or "runs/pretrain", cfg)
-    docs = read_corpus(cfg.data) if cfg.data else ReviewTask(cfg.task_seed).corpus(cfg.corpus_docs + cfg.eval_docs)
+    docs = read_corpus(cfg.data) if cfg.data else corpus_of(load_task(cfg.task, cfg.task_seed), cfg.corpus_docs + cfg.eval_docs)
     eval_docs, train_docs = docs[: cfg.eval_docs], docs[cfg.eval_docs:]
     tok_dir = run_dir.path / "tokenizer"
     if cfg.model.path:

@@ -20,7 +20,6 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from rlhfkit.algos.loop import accelerator_for
 from rlhfkit.config import F, RunConfig
 from rlhfkit.lm.forward import response_forward
 from rlhfkit.lm.models import LoRAConfig
@@ -30,11 +29,11 @@ from rlhfkit.ops.kl import kl_estimate
 from rlhfkit.ops.losses import LossOutput
 from rlhfkit.ops.policy_gradient import leave_one_out_baseline
 from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.train.dist import accelerator_for
 from rlhfkit.train.online import (
     KLConfig,
     RolloutConfig,
     Setup,
-    backward_step,
     drive,
     gold_metrics,
     kl_controller,
@@ -42,7 +41,6 @@ from rlhfkit.train.online import (
     per_process,
     score_rollout,
     setup,
-    share_weight,
 )
 from rlhfkit.train.rewards import reward_specs
 from rlhfkit.train.rollouts import RewardNormalizer, VLLMSampler, rollout_sampler
@@ -136,17 +134,17 @@ def reinforce_iteration(s: Setup, policy, tok, opt, kl_ctl, norm: RewardNormaliz
         ref = s.reference(rollout)
         raw, reward_parts = score_rollout(s, rollout)  # (N,)
     mask = rollout.response_mask.float()  # (N, R)
-    new = response_forward(s.train_module if s.train_module is not None else policy, rollout)
+    module = s.train_module if s.train_module is not None else policy  # what DDP trains through
+    new = response_forward(module, rollout)
     kl = (kl_estimate(new.logp.detach(), ref.logp, cfg.kl.estimator) * mask).sum(-1)  # (N,)
     reward = norm(raw, d.gather(raw) if norm.mean is None else None) - kl_ctl.value * kl  # (N,)
-    if d.world > 1 and cfg.baseline == "batch_mean":
-        n, total = d.sum(torch.stack([reward.new_tensor(float(len(reward))), reward.sum()])).unbind()
-        adv = reward - total / n
+    if cfg.baseline == "batch_mean":  # the global batch's mean
+        adv = reward - d.mean(reward).expand_as(reward)
     else:
         adv = reward - baseline(reward, k, cfg.baseline)
     out = reinforce_loss((new.logp * mask).sum(-1), adv)
-    loss = out.loss * share_weight(d, len(prompts))  # DDP's mean of shards = the global batch's mean
-    backward_step(s, opt, loss, cfg.grad_clip)
+    loss = out.loss * d.share_weight(len(prompts))  # DDP's mean of shards = the global batch's mean
+    d.backward(opt, loss, cfg.grad_clip, module)
     seq_kl = d.mean_metrics({"kl": kl.mean().item()}, len(prompts))["kl"]
     kl_ctl.update(seq_kl, rc.batch_prompts * k)
     local = {f"{cfg.method}/loss": out.loss.item(), **{f"{cfg.method}/{a}": b for a, b in out.metrics.items()},

@@ -7,9 +7,10 @@ with mu = 1 for a preference and 0.5 for a tie, and each pair of a K-way ranking
 weighted 1/C(K, 2). The alternative "approach 1" regresses 1-7 ratings instead.
 
 Evaluation on held-out judgments (split by prompt, so no prompt is seen in both):
-pairwise accuracy of the model, the same accuracy of the gold scorer on the same
-labels (the ceiling labeler noise allows, when the data come from the embedded
-task), and the expected calibration error of P(chosen > rejected).
+pairwise accuracy of the model, the same accuracy of the task's gold scorer on the
+same labels (the ceiling labeler noise allows, when the task given with `--task` has a
+gold scorer and the labels came from it), and the expected calibration error of
+P(chosen > rejected).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Callable, Literal, Sequence
 
 import torch
 
-from rlhfkit.algos.loop import OptimConfig, fit, is_main_process
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
@@ -45,8 +45,9 @@ from rlhfkit.lm.shared_prompt import can_share_prompt, collate_shared, shared_re
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import LossOutput, bradley_terry, rating_regression
 from rlhfkit.runtime import RunDir, seed_everything
-from rlhfkit.tasks.gold import GoldScorer
-from rlhfkit.tasks.reviews import item_of
+from rlhfkit.tasks.base import Gold, gold_of, load_task
+from rlhfkit.train.dist import is_main_process
+from rlhfkit.train.supervised import OptimConfig, fit
 from rlhfkit.types import batch_to
 
 log = get_logger(__name__)
@@ -60,7 +61,8 @@ class RMConfig(RunConfig):
     heldout_frac: float = F(0.15, "fraction of prompts held out for evaluation")
     max_len: int = F(96, "max tokens of prompt + response")
     share_prompt: bool = F(True, "run each pair's prompt once for both responses (same loss, fewer FLOPs)")
-    gold: Literal["auto", "reviews", "none"] = F("auto", "gold scorer for the ceiling accuracy (auto: if prompts are the embedded task's)")
+    task: str = F("reviews", "the task whose gold scorer gives the ceiling accuracy: reviews, module:attribute, "
+                             "a prompts file (no gold), or none")
     eval_batch_size: int = F(128, "sequences per forward pass in evaluation")
     optim: OptimConfig = F(OptimConfig(lr=3e-4, batch_size=32, epochs=2.0, checkpoint_every=500), "optimizer")
     lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters on the backbone (off by default; the head trains whole)")
@@ -88,7 +90,7 @@ def expected_calibration_error(p_chosen: torch.Tensor, bins: int = 10) -> float:
     return ece
 
 
-def evaluate(model, tok, pairs: Sequence[Comparison], max_len: int, gold: GoldScorer | None,
+def evaluate(model, tok, pairs: Sequence[Comparison], max_len: int, gold: Gold | None,
              batch_size: int = 128) -> dict[str, float | int | None]:
     decided = [c for c in pairs if not c.tie]
     if not decided:
@@ -104,17 +106,16 @@ def evaluate(model, tok, pairs: Sequence[Comparison], max_len: int, gold: GoldSc
         "gold_accuracy": None,
     }
     if gold is not None:
-        g = [gold(c.prompt, c.chosen) - gold(c.prompt, c.rejected) for c in decided]
+        chosen = gold.batch(prompts, [c.chosen for c in decided])
+        rejected = gold.batch(prompts, [c.rejected for c in decided])
+        g = [a - b for a, b in zip(chosen, rejected)]
         out["gold_accuracy"] = sum((x > 0) + 0.5 * (x == 0) for x in g) / len(g)
     return out
 
 
-def _gold_for(cfg: RMConfig, prompts: Sequence[str]) -> GoldScorer | None:
-    if cfg.gold == "none":
-        return None
-    if cfg.gold == "reviews" or all(item_of(p) is not None for p in prompts):
-        return GoldScorer()
-    return None
+def _gold_for(cfg: RMConfig) -> Gold | None:
+    """The gold scorer of the task given (`--task`); none for `--task none` or a task without one."""
+    return None if cfg.task == "none" else gold_of(load_task(cfg.task))
 
 
 def pair_rewards(model, batch: Sequence[EncodedPreference], pad_id: int, share_prompt: bool = True
@@ -192,7 +193,7 @@ def run(cfg: RMConfig) -> dict:
     else:
         train, held = expand_to_comparisons(train_recs), expand_to_comparisons(held_recs)
         loss_fn = bt_loss_fn(model, tok, train, cfg.max_len, cfg.share_prompt)
-    gold = _gold_for(cfg, [r.prompt for r in records])
+    gold = _gold_for(cfg)
     log.info("rm: %d training %s, %d held-out pairs; gold scorer: %s", len(train),
              "ratings" if cfg.objective == "ratings" else "pairs", len(held), "yes" if gold else "no")
     with MetricsLogger(run_dir.path if is_main_process() else None, cfg.log, resume=cfg.resume) as logger:

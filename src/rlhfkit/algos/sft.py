@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import torch
 
-from rlhfkit.algos.loop import OptimConfig, fit, is_main_process
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
@@ -30,7 +29,9 @@ from rlhfkit.lm.models import (
 from rlhfkit.logging import MetricsLogger, get_logger
 from rlhfkit.ops.losses import sft_nll
 from rlhfkit.runtime import RunDir, seed_everything
-from rlhfkit.tasks.reviews import ReviewTask
+from rlhfkit.tasks.base import demonstrations_of, load_task
+from rlhfkit.train.dist import is_main_process
+from rlhfkit.train.supervised import OptimConfig, fit
 from rlhfkit.types import batch_to
 
 log = get_logger(__name__)
@@ -41,6 +42,7 @@ class SFTConfig(RunConfig):
     model: str | None = F(None, "policy to fine-tune (a save_pretrained folder, e.g. a pretrain run's final/)")
     data: str | None = F(None, "demonstrations (JSONL/Parquet/dataset); None uses the embedded task's")
     n_demos: int = F(3000, "embedded demonstrations to generate when no data is given")
+    task: str = F("reviews", "the task giving the data when none is given: reviews (embedded) or module:attribute")
     task_seed: int = F(0, "seed of the embedded task's generator")
     heldout_frac: float = F(0.05, "fraction of demonstrations held out for the final NLL")
     max_len: int = F(96, "max tokens of prompt + response")
@@ -51,7 +53,7 @@ class SFTConfig(RunConfig):
 
 def load_demonstrations(cfg: SFTConfig) -> list[Demonstration]:
     if cfg.data is None:
-        return ReviewTask(cfg.task_seed).demonstrations(cfg.n_demos)
+        return demonstrations_of(load_task(cfg.task, cfg.task_seed), cfg.n_demos)
     return read_records(cfg.data, expect=Demonstration)  # type: ignore[return-value]
 
 

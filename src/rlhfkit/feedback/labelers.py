@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from rlhfkit.feedback.records import Comparison, Completions, Ranking, Rating
-from rlhfkit.tasks.gold import words
 
+# The gold taste, handed to the labelers by whoever builds them (a task's gold scorer).
 GoldFn = Callable[[str, str], float]
+
+_WORD = re.compile(r"[a-z']+")
+
+
+def words(text: str) -> list[str]:
+    """The words of `text`, lower-cased: what a labeler's taste for length counts."""
+    return _WORD.findall(text.lower())
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from rlhfkit.cli import Command, Flag
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.logging import MetricsLogger, get_logger
@@ -144,16 +143,3 @@ def run_feature_matching(cfg: TabularIRLConfig) -> dict:
              res.iterations)
     return summary
 
-
-_FLAGS = (
-    Flag("--env", "env", "gridworld-NxN or penguin"),
-    Flag("--demos", "demos", "expert demonstrations (trajectories)", type=int),
-    Flag("--features", "features", "reward features of a gridworld", type=int),
-)
-
-COMMANDS: list[Command] = [
-    Command("imitate maxent-irl", "MaxEnt inverse RL (Ziebart 2008) on a gridworld with known dynamics",
-            run_maxent, TabularIRLConfig, _FLAGS),
-    Command("imitate feature-matching", "apprenticeship learning by feature matching (Abbeel & Ng 2004)",
-            run_feature_matching, TabularIRLConfig, _FLAGS),
-]

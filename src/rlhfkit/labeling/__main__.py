@@ -1,11 +1,13 @@
 """`python -m rlhfkit.labeling serve|import|export|users ...`: the `rlhfkit label` commands
-alone, without importing the training commands (a server that starts in about a second)."""
+alone, without importing the training commands (a server that starts in about a second). The
+parser is built from this wing's own declarations (`labeling/commands.py`) by `rlhfkit.command`,
+as `rlhfkit` builds its own from every wing's; the CLI module is not imported."""
 
 from __future__ import annotations
 
 import sys
 
-from rlhfkit.cli import build_parser
+from rlhfkit.command import build_parser
 from rlhfkit.errors import UserError
 from rlhfkit.labeling.commands import COMMANDS
 from rlhfkit.logging import get_logger

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from rlhfkit.cli import Command, Flag
+from rlhfkit.command import Command, Flag
 from rlhfkit.errors import UserError
 
 DEFAULT_DB = "labels.db"

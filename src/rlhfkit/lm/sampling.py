@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhfkit.config import F, RunConfig
-from rlhfkit.errors import UserError
 from rlhfkit.feedback.records import Completions
 from rlhfkit.logging import progress
-from rlhfkit.runtime import RunDir, seed_everything
 from rlhfkit.types import Rollout
 
 
@@ -84,53 +78,3 @@ def sample_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     for i in progress(range(0, len(flat), batch_size), desc=desc):
         texts.extend(generate(model, tokenizer, flat[i: i + batch_size], **gen_kwargs).responses)  # type: ignore[arg-type]
     return [Completions(p, tuple(texts[j * k:(j + 1) * k]), policy=policy_name) for j, p in enumerate(prompts)]
-
-
-@dataclass
-class SampleConfig(RunConfig):
-    policy: str | None = F(None, "policy folder to sample from")
-    prompts: str | None = F(None, "prompts file (.txt one per line, or JSONL with 'prompt'); None: embedded task")
-    n_prompts: int = F(1600, "embedded-task prompts to draw when no file is given")
-    split: str = F("rm", "which embedded prompt stream: train, eval, rm, rl")
-    task_seed: int = F(0, "seed of the embedded task's generator")
-    k: int = F(4, "responses per prompt")
-    max_new_tokens: int = F(40, "max response tokens")
-    temperature: float = F(1.0, "sampling temperature")
-    top_k: int = F(0, "top-k filter (0: off)")
-    batch_size: int = F(128, "sequences per generate call")
-    output: str | None = F(None, "JSONL to write; default <out>/samples.jsonl")
-
-
-def read_prompts(path: str) -> list[str]:
-    from rlhfkit.feedback.formats import read_text_rows
-
-    return read_text_rows(path, "prompt", "prompts")
-
-
-def load_prompts(path: str | None, n: int, task_seed: int, split: str) -> list[str]:
-    """Prompts from a file, or `n` from the embedded task's `split` stream when no file is given."""
-    if path:
-        return read_prompts(path)
-    from rlhfkit.tasks.reviews import ReviewTask
-
-    return ReviewTask(task_seed).prompts(n, split)
-
-
-def run_sample(cfg: SampleConfig) -> dict:
-    from rlhfkit.feedback.formats import write_records
-    from rlhfkit.lm.models import load_policy
-
-    if cfg.policy is None:
-        raise UserError("sample: give the policy with --policy PATH")
-    seed_everything(cfg.seed)
-    run_dir = RunDir.create(cfg.out or "runs/sample", cfg)
-    model, tok = load_policy(cfg.policy)
-    prompts = load_prompts(cfg.prompts, cfg.n_prompts, cfg.task_seed, cfg.split)
-    t0 = time.time()
-    items = sample_completions(model, tok, prompts, cfg.k, cfg.batch_size, policy_name=cfg.policy,
-                               max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k)
-    output = Path(cfg.output) if cfg.output else run_dir.path / "samples.jsonl"
-    write_records(output, items)
-    summary = {"samples": str(output), "prompts": len(items), "k": cfg.k, "wall_s": time.time() - t0}
-    run_dir.write_summary(summary)
-    return summary

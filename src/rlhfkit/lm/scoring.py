@@ -3,13 +3,14 @@ for training batches (`scalar_scores`) and for scoring text (`score`, `RewardMod
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from rlhfkit.lm.data import encode_pairs, pad_right
 from rlhfkit.lm.models import reward_model_from
+from rlhfkit.lm.sampling import sample_completions
 from rlhfkit.lm.scored_position import feed_forward_at, scored_index
 
 
@@ -44,3 +45,17 @@ class RewardModel:
 
     def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
         return score(self.model, self.tokenizer, prompts, responses, self.max_len, self.batch_size)
+
+
+def best_of_n(policy, tok, reward: Callable[[Sequence[str], Sequence[str]], torch.Tensor], prompts: Sequence[str],
+              n: int, batch_size: int = 128, **gen_kwargs) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Best-of-n (rejection sampling; Stiennon et al. 2020, Nakano et al. 2021): n samples per prompt,
+    the one `reward` scores highest kept -> (best response per prompt, its score (P,), all scores (P, n))."""
+    if not prompts:  # a process whose share of a small global batch is empty
+        return [], torch.zeros(0), torch.zeros(0, n)
+    items = sample_completions(policy, tok, prompts, n, batch_size, desc=f"best-of-{n} sampling", **gen_kwargs)
+    flat_p = [c.prompt for c in items for _ in c.responses]
+    flat_r = [r for c in items for r in c.responses]
+    scores = reward(flat_p, flat_r).view(len(items), n)  # (P, n)
+    best = scores.argmax(1)
+    return [items[i].responses[int(b)] for i, b in enumerate(best)], scores.max(1).values, scores

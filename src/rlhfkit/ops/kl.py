@@ -9,6 +9,7 @@ divergence", 2020), with log-ratio r = log pi_ref(y) - log pi(y):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -110,3 +111,9 @@ class AdaptiveKLController:
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.value = state["value"]
+
+
+def best_of_n_kl(n: int) -> float:
+    """KL(best-of-n || base) = log n - (n - 1) / n for a continuous reward without ties (the
+    closed form of Hilton & Gao; Beirami et al. 2024 show it is an upper bound in general)."""
+    return math.log(n) - (n - 1) / n

@@ -21,7 +21,7 @@ class LossOutput:
     loss: torch.Tensor
     metrics: dict[str, float] = field(default_factory=dict)
     # What `loss` is a mean over (tokens, summed pair weights) when that is not the examples:
-    # under data parallelism each process's shard is weighted by it (`algos.loop`).
+    # under data parallelism each process's shard is weighted by it (`train.supervised`).
     count: float | None = None
 
 

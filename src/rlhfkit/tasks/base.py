@@ -1,7 +1,8 @@
 """The Task protocol: what is asked, and (optionally) what is good.
 
-A task hands out prompts by split ("train": SFT and reward-model sampling; "rl": online RL;
-"eval": held-out evaluation; a task with no separate RL stream returns its train prompts),
+A task hands out prompts by split ("train": SFT and reward-model sampling; "rm": the prompts
+sampled for reward-model labels, where the task keeps them apart; "rl": online RL; "eval":
+held-out evaluation; a task with no separate RM or RL stream returns its train prompts),
 and may hand out demonstrations for SFT, a corpus for pretraining, and a gold scorer: the
 known taste that simulated labelers share and that evaluation reports (`gold.batch`), with
 its named parts where it has them (`gold.parts`).
@@ -25,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.records import Demonstration
 
-SPLITS = ("train", "rl", "eval")
+SPLITS = ("train", "rm", "rl", "eval")
 
 
 @runtime_checkable

@@ -17,24 +17,18 @@ reward over-optimization shows up on this task (Gao et al. 2023).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+from rlhfkit.feedback.labelers import words
 from rlhfkit.tasks.reviews import item_of
-
-_WORD = re.compile(r"[a-z']+")
 
 
 @lru_cache(maxsize=1)
 def _vader() -> SentimentIntensityAnalyzer:
     return SentimentIntensityAnalyzer()
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
 
 
 def repetition(text: str) -> float:

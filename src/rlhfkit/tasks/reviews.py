@@ -2,7 +2,8 @@
 
 A small grammar writes reviews of everyday items from sentence templates whose
 words carry positive, negative or neutral sentiment. It yields
-- a corpus for pretraining (reviews, some with their instruction prompt),
+- a corpus for pretraining (reviews after their instruction prompt; their later
+  sentences name the item more often than demonstrations do, see `CORPUS_MENTIONS`),
 - instruction prompts ("Write a short review of the kettle:"),
 - demonstrations for SFT: well-formed reviews of mixed mood, as hired writers
   of varying taste would give (so SFT leaves room for learning from preferences).
@@ -56,6 +57,12 @@ POS_CLOSERS = ("I would buy it again.", "I would recommend it to a friend.", "It
 NEG_CLOSERS = ("I would not buy it again.", "I want my money back.", "It was a waste of money.",
                "Not recommended.", "It made me angry.")
 NEU_CLOSERS = ("That is all I can say.", "It does the job.", "It is what it is.", "Time will tell.")
+# The share of a pretraining review's later sentences that name the item again ("The lid of
+# the kettle is ..."). Each mention is one more lesson in copying the item from the context. With
+# one mention per review the quickstart's SFT policy named the asked item in 10-18% of held-out
+# responses (60 items; benchmarks/on_topic.py, seeds 0-2); with 0.75, and the quickstart's 64-token
+# pretraining blocks (twice the optimizer steps), in 96-98%. Demonstrations keep one mention.
+CORPUS_MENTIONS = 0.75
 PROMPTS: tuple[str, ...] = (
     "Write a short review of the {item}:",
     "Review the {item} in a few sentences:",
@@ -78,6 +85,10 @@ class ReviewTask:
 
         return GoldScorer()
 
+    def on_topic(self, prompt: str, response: str) -> bool | None:
+        """Whether the response names the item the prompt asks about (None: the prompt asks about none)."""
+        return None if item_of(prompt) is None else names_item(prompt, response)
+
     def _rng(self, salt: int) -> random.Random:
         return random.Random(self.seed * 1_000_003 + salt)
 
@@ -90,10 +101,12 @@ class ReviewTask:
         rng = self._rng({"train": 1, "eval": 2, "rm": 3, "rl": 4}[split])
         return [self.prompt_for(rng.choice(ITEMS), rng.randrange(len(PROMPTS))) for _ in range(n)]
 
-    def review(self, item: str, mood: float, rng: random.Random, n_sentences: int | None = None) -> str:
-        """A review of `item`; `mood` in [-1, 1] sets the odds of positive vs negative words."""
+    def review(self, item: str, mood: float, rng: random.Random, n_sentences: int | None = None,
+               mentions: float = 0.0) -> str:
+        """A review of `item`; `mood` in [-1, 1] sets the odds of positive vs negative words. The
+        first sentence names the item; each later one does too with probability `mentions`."""
         n = n_sentences if n_sentences is not None else rng.randint(2, 4)
-        sentences = [self._sentence(item, mood, rng, first=(i == 0)) for i in range(n)]
+        sentences = [self._sentence(item, mood, rng, first=(i == 0), mentions=mentions) for i in range(n)]
         return " ".join(sentences)
 
     def _polarity(self, mood: float, rng: random.Random) -> int:
@@ -103,7 +116,7 @@ class ReviewTask:
             return 0
         return 1 if rng.random() < p_pos else -1
 
-    def _sentence(self, item: str, mood: float, rng: random.Random, first: bool) -> str:
+    def _sentence(self, item: str, mood: float, rng: random.Random, first: bool, mentions: float = 0.0) -> str:
         pol = self._polarity(mood, rng)
         adj = rng.choice({1: POSITIVE, -1: NEGATIVE, 0: NEUTRAL}[pol])
         verb = rng.choice({1: POS_VERBS, -1: NEG_VERBS, 0: NEU_VERBS}[pol])
@@ -111,21 +124,26 @@ class ReviewTask:
         if first:
             forms = (f"The {item} is {adj}.", f"I bought the {item} last week and it is {adj}.",
                      f"This {item} is {adj}.", f"My {item} is {adj}.")
+        elif mentions > 0 and rng.random() < mentions:  # no draw at 0: demonstrations stay as they were
+            forms = (f"The {aspect} of the {item} is {adj}.", f"I {verb} this {item}.",
+                     f"Overall the {item} is {adj}.", f"My {item} feels {adj}.")
         else:
             closer = rng.choice({1: POS_CLOSERS, -1: NEG_CLOSERS, 0: NEU_CLOSERS}[pol])
             forms = (f"The {aspect} is {adj}.", f"I {verb} the {aspect}.", f"The {aspect} was {adj}.",
                      f"It feels {adj}.", closer, f"Overall it is {adj}.")
         return rng.choice(forms)
 
-    def example(self, rng: random.Random, mood_low: float = -1.0, mood_high: float = 1.0) -> tuple[str, str]:
+    def example(self, rng: random.Random, mood_low: float = -1.0, mood_high: float = 1.0,
+                mentions: float = 0.0) -> tuple[str, str]:
         item = rng.choice(ITEMS)
         prompt = self.prompt_for(item, rng.randrange(len(PROMPTS)))
-        return prompt, " " + self.review(item, rng.uniform(mood_low, mood_high), rng)
+        return prompt, " " + self.review(item, rng.uniform(mood_low, mood_high), rng, mentions=mentions)
 
     def corpus(self, n_docs: int = 20000) -> list[str]:
-        """Pretraining documents: prompt + review pairs of any mood."""
+        """Pretraining documents: prompt + review pairs of any mood, whose later sentences
+        name the item with probability `CORPUS_MENTIONS`."""
         rng = self._rng(10)
-        return [p + r for p, r in (self.example(rng) for _ in range(n_docs))]
+        return [p + r for p, r in (self.example(rng, mentions=CORPUS_MENTIONS) for _ in range(n_docs))]
 
     def demonstrations(self, n: int = 2000) -> list[Demonstration]:
         """SFT data: well-formed reviews whose mood leans positive but varies widely,

@@ -1,2 +1,4 @@
-"""What the methods share: the reward a run optimizes (`rewards`); the supervised loop, the
-online driver, process coordination and sharding move here from `algos/` (DESIGN.md sec. 2)."""
+"""What the methods share (DESIGN.md sec. 2): the supervised loop (`supervised.fit`), the online
+driver (`online`) with the reward a run optimizes (`rewards`) and its rollouts (`rollouts`),
+process coordination (`dist`: is-main, reductions, global whitening, backward and clip) and
+weight sharding (`sharded`: FSDP, ZeRO-3)."""

@@ -1,7 +1,7 @@
-"""Set-up and bookkeeping shared by the online methods (PPO, REINFORCE): configs for
+"""Set-up and bookkeeping shared by the online methods (PPO, REINFORCE, GRPO): configs for
 rollouts and the KL penalty, loading policy / reference / reward model onto the
-accelerator's device, the few collectives an `accelerate launch` job needs, the
-batch-accounting table, failure-sign warnings, and checkpoint resume.
+accelerator's device, the batch-accounting table, failure-sign warnings, checkpoint resume
+and the driver loop. The collectives an `accelerate launch` job needs are `train/dist.py`'s.
 
 Distributed runs: the rollout batch is global; process r samples prompts r, r + W, ...
 of it, so every process sees different prompts. Batch statistics (reward normalization,
@@ -45,11 +45,10 @@ from rlhfkit.runtime import (
     RunDir,
     load_model_weights,
     load_trainer_state,
-    rng_state,
     save_checkpoint,
-    set_rng_state,
 )
 from rlhfkit.tasks.base import Gold, gold_of, load_task, task_prompts
+from rlhfkit.train.dist import Dist
 from rlhfkit.train.rewards import RewardPart, Rewards
 from rlhfkit.train.rollouts import PromptStream
 from rlhfkit.types import Rollout
@@ -83,78 +82,6 @@ def kl_controller(cfg: KLConfig) -> FixedKLController | AdaptiveKLController:
     if cfg.adaptive:
         return AdaptiveKLController(cfg.beta, cfg.target, cfg.horizon)
     return FixedKLController(cfg.beta)
-
-
-class Dist:
-    """This process's place in an `accelerate launch` job, and the collectives the online methods
-    need. Without an accelerator (or with one process) each method returns its input unchanged."""
-
-    def __init__(self, acc: Accelerator | None = None) -> None:
-        self.acc = acc
-        self.rank = acc.process_index if acc is not None else 0
-        self.world = acc.num_processes if acc is not None else 1
-        self.is_main = self.rank == 0
-
-    def reseed(self, seed: int) -> None:
-        """Give each process its own sampling stream (the same prompts' samples would otherwise be
-        drawn with the same noise on every process); nothing changes for a single process."""
-        if self.world > 1:
-            torch.manual_seed(seed * 1000003 + self.rank)
-
-    def rng_states(self) -> list[dict[str, Any]]:
-        """Every process's RNG states (python, numpy, torch), in rank order: for a checkpoint."""
-        return self.gather_objects(rng_state())
-
-    def restore_rng(self, by_rank: list[dict[str, Any]] | None, step: int) -> None:
-        """Each process takes back its own RNG states from `rng_states()`; resumed with a different
-        number of processes, each process's sampling stream is seeded afresh instead."""
-        if by_rank is not None and len(by_rank) == self.world:
-            set_rng_state(by_rank[self.rank])
-        else:
-            self.reseed(step * 7919 + 1)
-
-    def shard(self, items: Sequence[Any]) -> list[Any]:
-        """This process's share of a global batch: items rank, rank + W, ..."""
-        return list(items)[self.rank::self.world]
-
-    def sum(self, x: torch.Tensor) -> torch.Tensor:
-        """Elementwise sum over processes (float64 on the wire), back on `x`'s device and dtype."""
-        if self.world == 1:
-            return x
-        assert self.acc is not None
-        total = self.acc.reduce(x.detach().to(self.acc.device, torch.float64), reduction="sum")
-        return total.to(x.device, x.dtype)
-
-    def gather(self, x: torch.Tensor) -> torch.Tensor:
-        """Every process's 1-D `x` concatenated (rank order; lengths may differ)."""
-        if self.world == 1:
-            return x
-        parts = self.gather_objects(x.detach().cpu().tolist())
-        return torch.tensor([v for part in parts for v in part], dtype=x.dtype, device=x.device)
-
-    def gather_objects(self, obj: Any) -> list[Any]:
-        """Every process's `obj` (picklable), in rank order."""
-        if self.world == 1:
-            return [obj]
-        import torch.distributed as dist
-
-        parts: list[Any] = [None] * self.world
-        dist.all_gather_object(parts, obj)
-        return parts
-
-    def mean_metrics(self, m: dict[str, float], weight: float, maxed: Sequence[str] = ()) -> dict[str, float]:
-        """Per-process metrics combined: `weight`-weighted means, maxima for the `maxed` keys."""
-        if self.world == 1:
-            return m
-        keys = sorted(k for k in m if k not in maxed)
-        w = self.sum(torch.tensor([float(weight)], dtype=torch.float64))
-        vals = self.sum(torch.tensor([m[k] * weight for k in keys], dtype=torch.float64)) / w
-        out = dict(zip(keys, vals.tolist()))
-        for k in maxed:
-            if k in m:
-                t = torch.tensor([m[k]], dtype=torch.float64, device=self.acc.device)  # type: ignore[union-attr]
-                out[k] = self.acc.reduce(t, reduction="max").item()  # type: ignore[union-attr]
-        return out
 
 
 @dataclass
@@ -377,32 +304,6 @@ def drive(cfg: Any, s: Setup, acc: Accelerator, run_dir: RunDir, name: str, modu
     return summary
 
 
-def backward_step(s: Setup, opt: Any, loss: torch.Tensor, grad_clip: float, module: Any = None) -> None:
-    """One optimizer step on `loss`: through the accelerator when there is one (DDP averages the
-    gradients), with the gradient norm of `module`'s parameters (default: the trained module)
-    clipped to `grad_clip`."""
-    opt.zero_grad(set_to_none=True)
-    module = module if module is not None else s.train_module if s.train_module is not None else s.policy
-    if s.dist.acc is None:
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
-    else:
-        s.dist.acc.backward(loss)
-        s.dist.acc.clip_grad_norm_(module.parameters(), grad_clip)
-    opt.step()
-
-
-def share_weight(d: Dist, local_count: float) -> float:
-    """The factor that makes DDP's mean of per-process losses the global batch's loss, for a
-    loss that is a mean over `local_count` things here (samples or tokens): W * local / global.
-    1 in a single process."""
-    if d.world == 1:
-        return 1.0
-    total = d.sum(torch.tensor([float(local_count)], dtype=torch.float64)).item()
-    return d.world * local_count / max(total, 1.0)
-
-
-
 def earlier_history(run_dir: RunDir, start: int) -> list[dict[str, float]]:
     """A resumed run's metrics of iterations 1..start (the last line logged for each), so its
     summary covers the whole run."""
@@ -425,3 +326,15 @@ def summarize(history: list[dict[str, float]], name: str, run_dir: RunDir, t0: f
                "length": avg("rollout/length"), "wall_s": time.time() - t0}
     log.info("%s: last-5 mean score %s, KL %s, gold %s", name, summary["score"], summary["kl"], summary["gold"])
     return summary
+
+
+def step_metrics(d: Dist, stats: dict[str, list[float]], prefix: str, weight: float,
+                 maxed: Sequence[str] = ("ratio_max",)) -> dict[str, float]:
+    """An update's per-step metrics as `prefix/name`: each name's mean over this process's steps
+    (its maximum for `maxed`), then combined over processes with `weight`. A process that took
+    no step of its own (every row of its share masked out) reports no metric of its own but
+    still joins every collective, with weight 0."""
+    names = list(dict.fromkeys(k for part in d.gather_objects(list(stats)) for k in part))
+    local = {f"{prefix}/{k}": (max(v) if k in maxed else sum(v) / len(v)) if (v := stats.get(k)) else 0.0
+             for k in names}
+    return d.mean_metrics(local, weight if stats else 0.0, maxed=[f"{prefix}/{k}" for k in maxed if k in names])

@@ -13,7 +13,6 @@ and metrics are the global batch's, reduced over processes.
 from __future__ import annotations
 
 import math
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -22,7 +21,6 @@ import torch
 from accelerate import Accelerator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhfkit.algos import sharded
 from rlhfkit.config import F
 from rlhfkit.errors import UserError
 from rlhfkit.lm.data import minibatches
@@ -35,6 +33,8 @@ from rlhfkit.runtime import (
     load_trainer_state,
     save_checkpoint,
 )
+from rlhfkit.train import sharded
+from rlhfkit.train.dist import Dist, accelerator_for
 
 log = get_logger(__name__)
 
@@ -54,26 +54,6 @@ class OptimConfig:
     mixed_precision: str = F("fp32", "autocast: fp32 (none), bf16 or fp16 (bf16 on GPUs; on CPUs only those with bf16 units gain)")
     gradient_checkpointing: bool = F(False, "recompute activations in the backward pass: less memory, ~30% more compute")
     fused_adamw: bool = F(True, "one fused AdamW kernel for all parameters (torch's `fused=True`) where supported")
-
-
-def is_main_process() -> bool:
-    """Rank 0 of a `torchrun`/`accelerate launch` job (or a plain run): the one that writes files."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def accelerator_for(device: str, mixed_precision: str = "fp32") -> Accelerator:
-    """The run's accelerator. `mixed_precision` is fp32 (accelerate's "no", also accepted), bf16 or fp16."""
-    mixed_precision = "no" if mixed_precision == "fp32" else mixed_precision
-    if mixed_precision not in ("no", "bf16", "fp16"):
-        raise UserError(f"mixed_precision={mixed_precision!r}: use fp32, bf16 or fp16")
-    from accelerate.state import AcceleratorState
-
-    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
-        # accelerate keeps one state per process; a later run in the same process (tests, the
-        # quickstart's stages) may ask for another precision, so start that state afresh.
-        AcceleratorState._reset_state()
-    return sharded.make_accelerator(device == "cpu" or (device == "auto" and not torch.cuda.is_available()),
-                                    mixed_precision)
 
 
 def _adamw(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
@@ -136,26 +116,26 @@ def _calls_through(model: torch.nn.Module, wrapped: torch.nn.Module) -> Iterator
             del model.forward
 
 
-def _share(acc: Accelerator, out: LossOutput, n_local: int, n_batch: int) -> float:
+def _share(dist: Dist, out: LossOutput, n_local: int, n_batch: int) -> float:
     """This process's weight in the global batch's mean loss: its fraction of the batch's
     examples, or, for a loss that is a mean over other units (`out.count`: tokens, summed pair
     weights), its fraction of the global count (one small all-reduce)."""
-    if acc.num_processes == 1 or out.count is None:
+    if dist.world == 1 or out.count is None:
         return n_local / n_batch
     local = out.count if n_local else 0.0
-    total = acc.reduce(torch.tensor([local], dtype=torch.float64, device=acc.device), reduction="sum").item()
+    total = dist.sum(torch.tensor([local], dtype=torch.float64)).item()
     return local / total if total > 0 else n_local / n_batch
 
 
-def _global_step_loss(acc: Accelerator, out: LossOutput, share: float) -> tuple[float, dict[str, float]]:
+def _global_step_loss(dist: Dist, out: LossOutput, share: float) -> tuple[float, dict[str, float]]:
     """The global batch's loss and metrics: each process's value weighted by its share of the
     batch, summed over processes (one small all-reduce). Every process sees the same numbers,
     so a non-finite loss stops them all together."""
-    if acc.num_processes == 1:
+    if dist.world == 1:
         return out.loss.item(), dict(out.metrics)
     keys = sorted(out.metrics)
     local = torch.tensor([out.loss.item()] + [float(out.metrics[k]) for k in keys], dtype=torch.float64)
-    local = acc.reduce((local * share).to(acc.device), reduction="sum").cpu()
+    local = dist.sum(local * share)
     return local[0].item(), dict(zip(keys, local[1:].tolist()))
 
 
@@ -203,7 +183,7 @@ def fit(run: RunDir, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     if shard:
         sharded.log_held(acc, wrapped, desc)
     wrapped.train()
-    if acc.is_main_process:
+    if Dist(acc).is_main:
         per = math.ceil(cfg.batch_size / acc.num_processes)
         log.info("%s: %s", desc, batch_accounting([
             ("processes", acc.num_processes), ("examples per optimizer step (global)", cfg.batch_size),
@@ -224,7 +204,8 @@ def _train(run: RunDir, acc: Accelerator, wrapped: torch.nn.Module,
            loss_fn: Callable[[list[int]], LossOutput], cfg: OptimConfig, seed: int, logger: MetricsLogger,
            desc: str, start: int, total: int, spe: int, on_step: Callable[[int], dict[str, float]] | None,
            skeleton: torch.nn.Module | None = None) -> None:
-    rank, world = acc.process_index, acc.num_processes
+    dist = Dist(acc)
+    world = dist.world
     units = sharded.backward_units(wrapped) if skeleton is not None else []
     bar = progress(range(start, total), total=total, desc=desc)
     bar.update(start)
@@ -234,13 +215,13 @@ def _train(run: RunDir, acc: Accelerator, wrapped: torch.nn.Module,
         if pos == 0 or not epoch_batches:
             epoch_batches = list(minibatches(n_examples, cfg.batch_size, seed, epoch))
         batch = epoch_batches[pos]
-        idx = batch[rank::world]
+        idx = dist.shard(batch)
         # DDP averages gradients over processes, so scaling each shard's mean loss by
         # world * share makes the result the global-batch mean even for uneven shards. A process
         # whose shard is empty (a short last batch) still runs a forward and backward, weighted 0.
         out = loss_fn(idx or batch[:1])
-        share = _share(acc, out, len(idx), len(batch))
-        loss, metrics_now = _global_step_loss(acc, out, share)
+        share = _share(dist, out, len(idx), len(batch))
+        loss, metrics_now = _global_step_loss(dist, out, share)
         if not math.isfinite(loss):
             raise UserError(f"{desc}: the loss became {loss} at step {step} (examples "
                             f"{batch[:4]}...); lower the learning rate or check the data. The last good "
@@ -261,7 +242,7 @@ def _train(run: RunDir, acc: Accelerator, wrapped: torch.nn.Module,
             metrics.update({"train/lr": sched.get_last_lr()[0], "train/epoch": done / spe})
             if gnorm is not None:
                 metrics["train/grad_norm"] = float(gnorm)
-            if acc.is_main_process:
+            if dist.is_main:
                 logger.log(metrics, done)
             bar.set_postfix(loss=f"{loss:.4f}")
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
@@ -273,14 +254,15 @@ def _checkpoint(run: RunDir, acc: Accelerator, wrapped: torch.nn.Module, opt: to
                 sched: torch.optim.lr_scheduler.LambdaLR, done: int, skeleton: torch.nn.Module | None) -> None:
     """Write `checkpoints/step-N/` from the main process. Sharded weights and optimizer state
     are gathered first (a collective every process joins), so the files hold the full model."""
+    main = Dist(acc).is_main
     if skeleton is None:
-        if acc.is_main_process:
+        if main:
             save_checkpoint(run, done, {"model": acc.unwrap_model(wrapped)},
                             {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()})
         return
     weights = sharded.gather_weights(acc, wrapped)
     optim = sharded.optimizer_state(acc, wrapped, opt, run.checkpoints / f"zero3-step-{done}")
-    if acc.is_main_process:
+    if main:
         save_checkpoint(run, done, {"model": sharded.SavesFull(skeleton, weights)},
                         {"optimizer": optim, "scheduler": sched.state_dict()})
         sharded.prune_zero3(run.checkpoints)

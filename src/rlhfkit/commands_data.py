@@ -1,8 +1,12 @@
-"""`rlhfkit label-sim`: simulated labelers judge sampled completions."""
+"""`rlhfkit sample` and `rlhfkit label-sim`: the completions and the simulated judgments a reward
+model learns from. Both take the task (`--task`, `tasks.base.load_task`): `sample` draws its
+prompts, `label-sim` hands its gold scorer to the simulated labelers (`feedback/labelers.py`),
+so neither `lm/` nor `feedback/` needs to know any task."""
 
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -14,14 +18,51 @@ from rlhfkit.feedback.labelers import LabelerPool, agreement_with_gold, inter_la
 from rlhfkit.feedback.records import Comparison, Completions, expand_to_comparisons
 from rlhfkit.logging import get_logger
 from rlhfkit.runtime import RunDir, seed_everything
-from rlhfkit.tasks.gold import GoldScorer
+from rlhfkit.tasks.base import gold_of, load_task, task_prompts
 
 log = get_logger(__name__)
 
 
 @dataclass
+class SampleConfig(RunConfig):
+    policy: str | None = F(None, "policy folder to sample from")
+    task: str = F("reviews", "the task whose prompts to sample: reviews (embedded), module:attribute, or a prompts file")
+    prompts: str | None = F(None, "prompts file (.txt one per line, or JSONL with 'prompt') instead of the task's")
+    n_prompts: int = F(1600, "task prompts to draw when no file is given")
+    split: str = F("rm", "which of the task's prompt streams: train, rm, rl or eval")
+    task_seed: int = F(0, "seed of the embedded task's generator")
+    k: int = F(4, "responses per prompt")
+    max_new_tokens: int = F(40, "max response tokens")
+    temperature: float = F(1.0, "sampling temperature")
+    top_k: int = F(0, "top-k filter (0: off)")
+    batch_size: int = F(128, "sequences per generate call")
+    output: str | None = F(None, "JSONL to write; default <out>/samples.jsonl")
+
+
+def run_sample(cfg: SampleConfig) -> dict:
+    from rlhfkit.lm.models import load_policy  # torch: only when sampling
+    from rlhfkit.lm.sampling import sample_completions
+
+    if cfg.policy is None:
+        raise UserError("sample: give the policy with --policy PATH")
+    seed_everything(cfg.seed)
+    prompts = task_prompts(load_task(cfg.task, cfg.task_seed), cfg.n_prompts, cfg.split, cfg.prompts)
+    run_dir = RunDir.create(cfg.out or "runs/sample", cfg)
+    model, tok = load_policy(cfg.policy)
+    t0 = time.time()
+    items = sample_completions(model, tok, prompts, cfg.k, cfg.batch_size, policy_name=cfg.policy,
+                               max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k)
+    output = Path(cfg.output) if cfg.output else run_dir.path / "samples.jsonl"
+    write_records(output, items)
+    summary = {"samples": str(output), "prompts": len(items), "k": cfg.k, "wall_s": time.time() - t0}
+    run_dir.write_summary(summary)
+    return summary
+
+
+@dataclass
 class LabelSimConfig(RunConfig):
     samples: str | None = F(None, "completions JSONL from `rlhfkit sample`")
+    task: str = F("reviews", "the task whose gold scorer the simulated labelers share: reviews or module:attribute")
     kind: Literal["ranking", "pairwise", "rating"] = F("ranking", "what the labelers give")
     agreement_items: int = F(200, "items every labeler judges pairwise, for agreement statistics only")
     output: str | None = F(None, "labels JSONL to write; default <out>/labels.jsonl")
@@ -30,6 +71,11 @@ class LabelSimConfig(RunConfig):
 def run_label_sim(cfg: LabelSimConfig) -> dict:
     if cfg.samples is None:
         raise UserError("label-sim: give the completions with --samples FILE")
+    task = load_task(cfg.task)
+    scorer = gold_of(task)
+    if scorer is None:
+        raise UserError(f"label-sim: task {task.name} has no gold scorer for the simulated labelers to share")
+    gold = scorer if callable(scorer) else lambda p, r: scorer.batch([p], [r])[0]  # (prompt, response) -> float
     seed_everything(cfg.seed)
     run_dir = RunDir.create(cfg.out or "runs/label-sim", cfg)
     items = read_records(cfg.samples, expect=Completions)
@@ -37,7 +83,6 @@ def run_label_sim(cfg: LabelSimConfig) -> dict:
     short = [i for i, c in enumerate(items) if len(c.responses) < need]  # type: ignore[union-attr]
     if short:
         raise UserError(f"{cfg.samples}: item {short[0] + 1} has fewer than {need} responses for {cfg.kind} labels")
-    gold = GoldScorer()
     pool = LabelerPool(seed=cfg.seed)
     if cfg.kind == "ranking":
         labels = pool.rank_all(items, gold)  # type: ignore[arg-type]
