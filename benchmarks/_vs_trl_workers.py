@@ -4,16 +4,19 @@
     python benchmarks/_vs_trl_workers.py SIDE TASK ASSETS --precision fp32 --threads 2 \
         --warmup 3 --steps 20
 
-SIDE is `ours` or `trl`; TASK is `rm`, `dpo`, `ppo`, `reinforce` (ours) or `grpo`, `rloo`
-(TRL). Throughput is measured between the end of warm-up step `warmup` and the end of the
-last step, from a timestamp taken at the end of each optimizer step (our loop's `on_step`
-hook, a TRL `TrainerCallback`), so both sides count the same thing: the steady-state step,
-with batching, forward, backward and optimizer update, and for RL with generation.
+SIDE is `ours` or `trl`; TASK is `rm`, `dpo`, `ppo`, `reinforce` (ours), `grpo`, `rloo` (TRL,
+against our PPO and REINFORCE), or `grpo_like` (both sides: GRPO against GRPO, like for like;
+`--grpo-beta` sets its KL weight). Throughput is measured between the end of warm-up step
+`warmup` and the end of the last step, from a timestamp taken at the end of each optimizer step
+(our loop's `on_step` hook or our online driver's metrics line, a TRL `TrainerCallback`), so
+both sides count the same thing: the steady-state step, with batching, forward, backward and
+optimizer update, and for RL with generation and scoring.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import resource
@@ -25,6 +28,10 @@ from pathlib import Path
 BATCH_PAIRS = 8  # pairs (RM, DPO) per optimizer step
 RL_PROMPTS, RL_COMPLETIONS, RL_NEW_TOKENS, RL_BETA = 8, 2, 32, 0.05
 MAX_LEN = 128
+# GRPO like for like (`grpo_like`): G completions for each of GRPO_PROMPTS prompts per step, as
+# many completions per step as the other online rows; the reward is one shared function.
+GRPO_PROMPTS, GRPO_G, GRPO_NEW_TOKENS, GRPO_LOSS, GRPO_EPS, GRPO_LR = 4, 4, 32, "dapo", 0.2, 1e-6
+GRPO_REWARD = "_vs_trl_reward:distinct_words"  # module:function, importable from benchmarks/
 
 
 def _rows(assets: Path) -> list[dict]:
@@ -44,9 +51,9 @@ def _rate(stamps: list[float], warmup: int, units_per_step: float) -> tuple[floa
 
 
 def _ours_fit(model, tok, n: int, loss_fn, steps: int, precision: str, lr: float) -> list[float]:
-    from rlhfkit.algos.loop import OptimConfig, fit
     from rlhfkit.logging import MetricsLogger
     from rlhfkit.runtime import RunDir
+    from rlhfkit.train.supervised import OptimConfig, fit
 
     stamps: list[float] = []
     cfg = OptimConfig(lr=lr, batch_size=BATCH_PAIRS, max_steps=steps, checkpoint_every=0, log_every=10_000,
@@ -96,17 +103,9 @@ def ours_dpo(assets: Path, a: argparse.Namespace) -> dict:
 def _ours_online(assets: Path, a: argparse.Namespace, kind: str) -> dict:
     """Our PPO or REINFORCE (leave-one-out, i.e. RLOO) run through its own `run`; one metrics
     line is logged per iteration, which is the timestamp taken."""
-    from rlhfkit import logging as rlog
     from rlhfkit.train.online import KLConfig, RolloutConfig
 
-    stamps: list[float] = []
-    original = rlog.MetricsLogger.log
-
-    def stamped(self, metrics, step):  # noqa: ANN001, ANN202
-        stamps.append(time.perf_counter())
-        return original(self, metrics, step)
-
-    rlog.MetricsLogger.log = stamped
+    stamps = _stamp_logger()
     n_iter = a.warmup + a.steps
     with tempfile.TemporaryDirectory() as d:
         if kind == "ppo":  # one completion per prompt: as many prompts as TRL's completions
@@ -132,6 +131,47 @@ def _ours_online(assets: Path, a: argparse.Namespace, kind: str) -> dict:
         run(cfg)
     rate, dt = _rate(stamps[:n_iter], a.warmup, per_iter)
     return {"completions_per_s": rate, "prompts_per_s": rate / RL_COMPLETIONS, "timed_s": dt}
+
+
+def _stamp_logger() -> list[float]:
+    """Timestamps of our online driver's metrics lines: one per iteration, after its update."""
+    from rlhfkit import logging as rlog
+
+    stamps: list[float] = []
+    original = rlog.MetricsLogger.log
+
+    def stamped(self, metrics, step):  # noqa: ANN001, ANN202
+        stamps.append(time.perf_counter())
+        return original(self, metrics, step)
+
+    rlog.MetricsLogger.log = stamped
+    return stamps
+
+
+def ours_grpo(assets: Path, a: argparse.Namespace) -> dict:
+    """Our GRPO (`rlhfkit grpo`) with TRL GRPOTrainer's settings: the prompts file as the task
+    (no gold scorer, as in TRL), the shared reward function, one epoch of one minibatch per
+    rollout batch; with beta > 0 the KL is a loss term with the bias-corrected k3 (TRL's
+    `use_bias_correction_kl`, on by default)."""
+    from rlhfkit.algos.grpo import GRPOConfig, run
+    from rlhfkit.train.online import RolloutConfig
+
+    stamps = _stamp_logger()
+    n_iter = a.warmup + a.steps
+    prompts = str(assets / "prompts.txt")
+    with tempfile.TemporaryDirectory() as d:
+        rc = RolloutConfig(task=prompts, prompts=prompts, batch_prompts=GRPO_PROMPTS, max_new_tokens=GRPO_NEW_TOKENS,
+                           temperature=1.0)
+        cfg = GRPOConfig(policy=str(assets / "policy"), rewards=[f"fn:{GRPO_REWARD}"], rollout=rc, group_size=GRPO_G,
+                         scale_rewards="group", loss_type=GRPO_LOSS, epsilon_low=GRPO_EPS, epsilon_high=GRPO_EPS,
+                         epochs=1, minibatch=0, beta=a.grpo_beta, kl_mode="loss", kl_estimator="k3_is",
+                         mask_truncated=False, iterations=n_iter, lr=GRPO_LR, grad_clip=1.0, checkpoint_every=0,
+                         out=d, device="cpu", mixed_precision="bf16" if a.precision == "bf16" else "fp32",
+                         gradient_checkpointing=a.gradient_checkpointing)
+        run(cfg)
+    per_iter = GRPO_PROMPTS * GRPO_G
+    rate, dt = _rate(stamps[:n_iter], a.warmup, per_iter)
+    return {"completions_per_s": rate, "prompts_per_s": rate / GRPO_G, "timed_s": dt, "beta": a.grpo_beta}
 
 
 # ---------------------------------------------------------------- TRL
@@ -225,10 +265,37 @@ def trl_online(assets: Path, a: argparse.Namespace, kind: str) -> dict:
     return {"completions_per_s": rate, "prompts_per_s": rate / RL_COMPLETIONS, "timed_s": dt}
 
 
+def trl_grpo(assets: Path, a: argparse.Namespace) -> dict:
+    """TRL's GRPOTrainer with our GRPO's settings: per step, GRPO_PROMPTS prompts x GRPO_G
+    generations (`per_device_train_batch_size` counts completions; one generation per optimizer
+    step), generated by `model.generate` (no vLLM), scored by the shared reward function."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    module, _, attr = GRPO_REWARD.partition(":")
+    reward = getattr(importlib.import_module(module), attr)  # benchmarks/ is on sys.path: this script's folder
+    tok = _tok(assets)
+    prompts = (assets / "prompts.txt").read_text().splitlines()
+    timer = _timer()
+    with tempfile.TemporaryDirectory() as d:
+        args = GRPOConfig(per_device_train_batch_size=GRPO_PROMPTS * GRPO_G, num_generations=GRPO_G,
+                          max_completion_length=GRPO_NEW_TOKENS, temperature=1.0, top_p=1.0, top_k=0,
+                          loss_type=GRPO_LOSS, scale_rewards="group", epsilon=GRPO_EPS, epsilon_high=GRPO_EPS,
+                          num_iterations=1, beta=a.grpo_beta, use_bias_correction_kl=True,
+                          mask_truncated_completions=False, learning_rate=GRPO_LR, max_grad_norm=1.0,
+                          use_vllm=False, log_completions=False, **_trl_common(a, d))
+        GRPOTrainer(model=str(assets / "policy"), reward_funcs=[reward], args=args,
+                    train_dataset=Dataset.from_dict({"prompt": prompts}), processing_class=tok,
+                    callbacks=[timer]).train()
+    rate, dt = _rate(timer.stamps, a.warmup, GRPO_PROMPTS * GRPO_G)
+    return {"completions_per_s": rate, "prompts_per_s": rate / GRPO_G, "timed_s": dt, "beta": a.grpo_beta}
+
+
 WORKERS = {
     ("ours", "rm"): ours_rm, ("ours", "dpo"): ours_dpo,
     ("ours", "ppo"): lambda p, a: _ours_online(p, a, "ppo"),
     ("ours", "reinforce"): lambda p, a: _ours_online(p, a, "reinforce"),
+    ("ours", "grpo_like"): ours_grpo, ("trl", "grpo_like"): trl_grpo,
     ("trl", "rm"): trl_rm, ("trl", "dpo"): trl_dpo,
     ("trl", "grpo"): lambda p, a: trl_online(p, a, "grpo"),
     ("trl", "rloo"): lambda p, a: trl_online(p, a, "rloo"),
@@ -245,6 +312,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--grpo-beta", type=float, default=0.0, help="grpo_like: KL weight on both sides")
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("RLHFKIT_PROGRESS", "0")

@@ -17,9 +17,8 @@ import torch
 
 
 def ppo_phases(assets: Path, iters: int) -> dict[str, float]:
-    from rlhfkit.lm.forward import actor_critic_forward, ActorCritic, frozen_copy, ValueHead
+    from rlhfkit.lm.forward import ActorCritic, ValueHead, actor_critic_forward, frozen_copy, response_forward
     from rlhfkit.lm.scoring import RewardModel
-        response_forward
     from rlhfkit.lm.models import load_policy
     from rlhfkit.lm.sampling import generate
     from rlhfkit.ops.losses import ppo_clip, value_loss
@@ -77,7 +76,7 @@ def rm_top_ops(assets: Path, steps: int) -> list[tuple[str, float]]:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
 
     def step(i: int) -> None:
-        out = loss_fn(list(range(8 * i, 8 * i + 8)))
+        out = loss_fn([(8 * i + j) % len(pairs) for j in range(8)])  # wraps on small assets
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()

@@ -10,18 +10,47 @@ two sides (ours, TRL, ours, TRL, ...) so that both see the same machine:
   gradient step per batch: our REINFORCE with the leave-one-out baseline against TRL's
   RLOO (the same estimator), and our PPO (16 prompts x 1 completion, 1 epoch) against
   TRL's GRPO; reported in completions/s and prompts/s;
+- GRPO like for like (`--tasks grpo`): our `rlhfkit grpo` (algos/grpo.py) against TRL's
+  GRPOTrainer, in completions/s over the timed steps after warm-up and peak RSS. Per step both
+  sample G = 4 completions for each of 4 prompts (16 completions, as in the rows above) of at
+  most 32 new tokens at temperature 1 (no top-k/top-p) from the same GPT-2 and tokenizer and
+  the same prompts file, score them with one shared reward function
+  (`benchmarks/_vs_trl_reward.py:distinct_words`, the share of distinct words; our
+  `--reward fn:...`, TRL's `reward_funcs=[...]`: no reward model on either side), and take one
+  optimizer step on them: group-normalized advantages (`scale_rewards="group"`), the `dapo`
+  loss (token mean over the batch; both libraries' default), clipping 0.2 on both sides of the
+  ratio, one epoch of one minibatch (TRL `num_iterations=1`, one generation per step),
+  truncated completions kept in the loss, gradient norm clipped at 1, learning rate 1e-6,
+  dropout off, no gold scoring (our task is the prompts file). The KL weight is 0 by default
+  (both libraries' default: neither loads a reference model); `--grpo-beta B` runs both with
+  the KL as a loss term with the bias-corrected k3 estimator (ours `kl_estimator="k3_is"`,
+  TRL's `use_bias_correction_kl=True`). TRL generates with `model.generate` (`use_vllm=False`;
+  there is no vLLM on CPU), as we do (`rollout.backend=hf`). Remaining differences: TRL's
+  optimizer is AdamW with weight decay 0 (ours Adam: the same update), and TRL's loss also
+  computes per-token entropies for its logs;
 
 and the machine's matmul peak at the model's shapes (a `torch.mm` loop, fp32 and bf16), to
 express each supervised step as model FLOP/s and as a fraction of that peak.
 
-TRL lives in its own virtual environment that also sees rlhfkit:
+TRL lives in its own virtual environment that also sees rlhfkit's (torch, transformers,
+datasets, accelerate and rlhfkit itself come from there; pip adds only trl):
 
-    python -m venv --system-site-packages /tmp/trl-venv
+    python -m venv /tmp/trl-venv   # with the Python of the environment rlhfkit is installed in
+    SITE=$(python -c "import site; print(site.getsitepackages()[0])")
+    echo "import site; site.addsitedir('$SITE')" > /tmp/trl-venv/lib/python3.11/site-packages/_parent.pth
     /tmp/trl-venv/bin/pip install trl==1.16.0
     /tmp/trl-venv/bin/python benchmarks/vs_trl.py --repeats 3
 
-Run it on an otherwise idle machine. Ends with one line:
-    RESULT rm_ratio=... dpo_ratio=... rl_ratio=... mem_ratio=... rm_peak_frac=... dpo_peak_frac=...
+Run it on an otherwise idle machine. A quick check that every task runs end to end (numbers
+meaningless; keep such runs out of the saved results and the default assets):
+
+    /tmp/trl-venv/bin/python benchmarks/vs_trl.py --repeats 1 --warmup 1 --steps 2 \
+        --assets /tmp/vs-trl-smoke --out /tmp/vs-trl-smoke.json
+
+Ends with one line (`mem_ratio`: the highest ours/TRL peak RSS over the trainers measured,
+`grpo_mem_ratio` that of GRPO alone):
+    RESULT rm_ratio=... dpo_ratio=... rl_ratio=... rloo_ratio=... grpo_ratio=... mem_ratio=...
+           grpo_mem_ratio=... rm_peak_frac=... dpo_peak_frac=...
 """
 
 from __future__ import annotations
@@ -42,7 +71,8 @@ D_MODEL, N_LAYER, N_HEAD, VOCAB, SEQ = 256, 4, 4, 8000, 64
 
 def build_assets(out: Path, n_pairs: int, n_prompts: int) -> dict:
     """Tokenizer, GPT-2 (4 x 256, vocab 8000, no dropout), a reward model with a fresh head,
-    pairs of 32-token prompt and responses, and RL prompts: all from the embedded corpus."""
+    pairs of 32-token prompt and responses, and RL prompts: all from the embedded corpus.
+    Assets already in `out` are reused when they hold at least as many pairs and prompts."""
     import torch
     from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
@@ -50,7 +80,9 @@ def build_assets(out: Path, n_pairs: int, n_prompts: int) -> dict:
     from rlhfkit.tasks.reviews import ReviewTask
 
     if (out / "meta.json").exists():
-        return json.loads((out / "meta.json").read_text())
+        meta = json.loads((out / "meta.json").read_text())
+        if meta.get("n_pairs", 0) >= n_pairs and meta.get("n_prompts", 0) >= n_prompts:
+            return meta
     out.mkdir(parents=True, exist_ok=True)
     corpus = ReviewTask(0).corpus(6000)
     tok = train_tokenizer(corpus, VOCAB)
@@ -73,7 +105,8 @@ def build_assets(out: Path, n_pairs: int, n_prompts: int) -> dict:
     (out / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (out / "prompts.txt").write_text("\n".join(window(3 * n_pairs + i) for i in range(n_prompts)) + "\n")
     lengths = [len(tok(r["prompt"] + r["chosen"])["input_ids"]) for r in rows]
-    meta = {"vocab_tokenizer": len(tok), "mean_tokens": sum(lengths) / len(lengths),
+    meta = {"n_pairs": n_pairs, "n_prompts": n_prompts, "vocab_tokenizer": len(tok),
+            "mean_tokens": sum(lengths) / len(lengths),
             "mean_response_tokens": sum(len(tok(r["chosen"])["input_ids"]) + 1 for r in rows) / len(rows)}
     (out / "meta.json").write_text(json.dumps(meta))
     return meta
@@ -125,7 +158,7 @@ def model_flops(meta: dict) -> dict[str, float]:
 
 def run_worker(side: str, task: str, assets: Path, a: argparse.Namespace, precision: str, gc: bool) -> dict:
     cmd = [sys.executable, str(WORKER), side, task, str(assets), "--precision", precision, "--threads",
-           str(a.threads), "--warmup", str(a.warmup), "--steps", str(a.steps)]
+           str(a.threads), "--warmup", str(a.warmup), "--steps", str(a.steps), "--grpo-beta", str(a.grpo_beta)]
     if gc:
         cmd.append("--gradient-checkpointing")
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "HF_HUB_OFFLINE": "1", "RLHFKIT_PROGRESS": "0",
@@ -155,7 +188,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--tasks", nargs="+", default=["rm", "dpo", "rl"], choices=["rm", "dpo", "rl"])
+    ap.add_argument("--tasks", nargs="+", default=["rm", "dpo", "rl", "grpo"], choices=["rm", "dpo", "rl", "grpo"])
+    ap.add_argument("--grpo-beta", type=float, default=0.0,
+                    help="GRPO's KL weight, the same on both sides (0: no reference model on either)")
     ap.add_argument("--timeout", type=int, default=1800)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "vs_trl.json")
     ap.add_argument("--report-only", action="store_true", help="print the report of the runs saved in --out")
@@ -164,6 +199,7 @@ def main() -> None:
         saved = json.loads(a.out.read_text())
         for k in ("threads", "warmup", "steps"):
             setattr(a, k, saved[k])
+        a.grpo_beta = saved.get("grpo_beta", 0.0)
         report(saved["results"], saved["peaks_gflops"], saved["meta"], a)
         return
     try:
@@ -177,9 +213,11 @@ def main() -> None:
     tries, why = settings(peaks)
     print(f"matmul peak at the model's shapes, {a.threads} threads: fp32 {peaks['fp32']:.1f} GFLOP/s, "
           f"bf16 {peaks['bf16']:.1f} GFLOP/s\n{why}", flush=True)
-    jobs = [(t, t) for t in a.tasks if t != "rl"]
+    jobs = [(t, t) for t in a.tasks if t in ("rm", "dpo")]
     if "rl" in a.tasks:
         jobs += [("rl", "reinforce"), ("rl", "rloo"), ("rl", "ppo"), ("rl", "grpo")]
+    if "grpo" in a.tasks:  # GRPO against GRPO, both sides (the worker's `grpo` is TRL's, against our PPO)
+        jobs += [("grpo", "grpo_like")]
     results: list[dict] = []
     for r in range(a.repeats):
         for group, task in jobs:
@@ -213,7 +251,9 @@ def report(results: list[dict], peaks: dict[str, float], meta: dict, a: argparse
     peak_best = max(peaks.values())
     rows, line = [], {}
     pairs = [("rm", "rm", "rm", "pairs_per_s"), ("dpo", "dpo", "dpo", "pairs_per_s"),
-             ("rl (RLOO)", "reinforce", "rloo", "completions_per_s"), ("rl (PPO vs GRPO)", "ppo", "grpo", "completions_per_s")]
+             ("rl (RLOO)", "reinforce", "rloo", "completions_per_s"),
+             ("rl (PPO vs GRPO)", "ppo", "grpo", "completions_per_s"),
+             (f"GRPO (beta {a.grpo_beta:g})", "grpo_like", "grpo_like", "completions_per_s")]
     mem_ratios = []
     for label, ours_task, trl_task, key in pairs:
         if not any(r["task"] == ours_task for r in results):
@@ -222,6 +262,9 @@ def report(results: list[dict], peaks: dict[str, float], meta: dict, a: argparse
         ratio = o["rate"] / t["rate"]
         mem_ratios.append(o["mem"] / t["mem"])
         rows.append((label, o, t, ratio))
+        if ours_task == "grpo_like":
+            line["grpo_ratio"] = ratio
+            line["grpo_mem_ratio"] = o["mem"] / t["mem"]
         if f"{ours_task}_ours" in flops:
             done = o["rate"] * flops[f"{ours_task}_ours"] / 1e9  # what our trainer executes
             equiv = o["rate"] * flops[f"{ours_task}_full"] / 1e9  # the same pairs as two full sequences
@@ -246,8 +289,10 @@ def report(results: list[dict], peaks: dict[str, float], meta: dict, a: argparse
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps({"peaks_gflops": peaks, "meta": meta, "model_flops_per_pair": flops,
                                  "threads": a.threads, "warmup": a.warmup, "steps": a.steps,
+                                 "grpo_beta": a.grpo_beta,
                                  "results": results, "summary": line}, indent=2))
-    keys = ["rm_ratio", "dpo_ratio", "rl_ratio", "rloo_ratio", "mem_ratio", "rm_peak_frac", "dpo_peak_frac"]
+    keys = ["rm_ratio", "dpo_ratio", "rl_ratio", "rloo_ratio", "grpo_ratio", "mem_ratio", "grpo_mem_ratio",
+            "rm_peak_frac", "dpo_peak_frac"]
     print("RESULT " + " ".join(f"{k}={line[k]:.3f}" for k in keys if k in line))
 
 
