@@ -1,4 +1,4 @@
-"""Sampling K responses per prompt from a causal LM (HF `generate`, KV cache)."""
+"""Sampling K responses per prompt from a causal LM (the lean loop of `lm.decode`, or HF `generate`)."""
 
 from __future__ import annotations
 
@@ -8,30 +8,46 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhfkit.feedback.records import Completions
+from rlhfkit.lm.decode import decode, supports_lean
 from rlhfkit.logging import progress
 from rlhfkit.types import Rollout
+
+ENGINES = ("auto", "lean", "hf")
 
 
 @torch.no_grad()
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
              max_new_tokens: int = 48, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             greedy: bool = False, max_prompt_tokens: int = 64) -> Rollout:
+             greedy: bool = False, max_prompt_tokens: int = 64, engine: str = "auto") -> Rollout:
     """One sampled response per prompt. Prompts are left-padded so responses start at one index.
-    The rollout's tensors live on the model's device (a GPU rollout never leaves the GPU)."""
+    The rollout's tensors live on the model's device (a GPU rollout never leaves the GPU).
+    `engine`: lean (`lm.decode`), hf (`model.generate`), or auto: lean where it computes what HF
+    would (`supports_lean`), else hf. Both draw the same tokens from the same seed."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    lean = engine == "lean" or (engine == "auto" and supports_lean(model))
+    if engine == "lean" and not supports_lean(model):
+        raise ValueError(f"the lean decoding loop does not support {type(model).__name__}: use engine='hf'")
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     ids, att = left_padded(encode_prompts(tokenizer, prompts, max_prompt_tokens), pad)
     was_training = model.training
     model.eval()
     ids, att = ids.to(device), att.to(device)
-    out = model.generate(
-        input_ids=ids, attention_mask=att, max_new_tokens=max_new_tokens,
-        do_sample=not greedy, temperature=temperature if not greedy else None, top_k=top_k if not greedy else None,
-        top_p=top_p if not greedy else None, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
-    )  # (B, P + R')
-    if was_training:
-        model.train()
-    return to_rollout(ids, att, out[:, ids.shape[1]:], tokenizer, prompts)
+    try:
+        if lean:
+            resp = decode(model, ids, att, max_new_tokens, eos, pad, temperature=temperature, top_k=top_k,
+                          top_p=top_p, greedy=greedy)  # (B, R')
+        else:
+            resp = model.generate(
+                input_ids=ids, attention_mask=att, max_new_tokens=max_new_tokens, do_sample=not greedy,
+                temperature=temperature if not greedy else None, top_k=top_k if not greedy else None,
+                top_p=top_p if not greedy else None, pad_token_id=pad, eos_token_id=eos,
+            )[:, ids.shape[1]:]  # (B, R')
+    finally:
+        if was_training:
+            model.train()
+    return to_rollout(ids, att, resp, tokenizer, prompts)
 
 
 def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], max_prompt_tokens: int
