@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from rlhfkit.feedback.formats import read_records
 from rlhfkit.logging import read_metrics
-from rlhfkit.train.rollouts import interleave
+from rlhfkit.train.dist import unshard
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"
@@ -39,11 +39,11 @@ def _argv(lm: Path, rm: Path, out: Path, prompts: int = 8, epochs: float = 6.0, 
             "--set", f"optim.checkpoint_every={checkpoint_every}", "--set", "device=cpu", "--set", "seed=3"]
 
 
-def test_interleave_undoes_the_shard():
+def test_unshard_undoes_the_shard():
     items = list(range(7))
-    assert interleave([items[0::2], items[1::2]]) == items
-    assert interleave([items[0::3], items[1::3], items[2::3]]) == items
-    assert interleave([items]) == items
+    assert unshard([items[0::2], items[1::2]]) == items
+    assert unshard([items[0::3], items[1::3], items[2::3]]) == items
+    assert unshard([items]) == items
 
 
 @pytest.mark.parametrize("kind", ["FSDP", "DEEPSPEED", "fsdp-launch"])

@@ -42,7 +42,6 @@ from rlhfkit.train.online import (
     per_process,
     score_rollout,
     setup,
-    step_metrics,
 )
 from rlhfkit.train.rewards import reward_specs
 from rlhfkit.train.rollouts import rollout_sampler
@@ -210,4 +209,4 @@ def _update(s: Setup, opt: Any, rollout: Rollout, adv: torch.Tensor, mask: torch
             s.dist.backward(opt, out.loss * s.dist.share_weight(count), cfg.grad_clip, module)
             for k, v in out.metrics.items():
                 stats.setdefault(k, []).append(v)
-    return step_metrics(s.dist, stats, "grpo", len(rollout.prompts))
+    return s.dist.step_metrics(stats, "grpo", len(rollout.prompts))

@@ -51,7 +51,6 @@ from rlhfkit.train.online import (
     per_process,
     score_rollout,
     setup,
-    step_metrics,
 )
 from rlhfkit.train.rewards import reward_specs
 from rlhfkit.train.rollouts import RewardNormalizer, VLLMSampler, rollout_sampler
@@ -118,7 +117,7 @@ def ppo_update(s: Setup, ac: torch.nn.Module, opt: Any, batch: PPOBatch, cfg: PP
             for k, v in {**pg.metrics, **vl.metrics, "policy_loss": pg.loss.item(), "value_loss": vl.loss.item(),
                          "entropy": masked_mean(new.entropy.detach(), mask[i]).item()}.items():
                 stats.setdefault(k, []).append(v)
-    return step_metrics(d, stats, "ppo", len(rollout.prompts))
+    return d.step_metrics(stats, "ppo", len(rollout.prompts))
 
 
 def run(cfg: PPOConfig) -> dict:

@@ -116,6 +116,23 @@ class Dist:
         dist.all_gather_object(parts, obj)
         return parts
 
+    def step_metrics(self, stats: dict[str, list[float]], prefix: str, weight: float,
+                     maxed: Sequence[str] = ("ratio_max",)) -> dict[str, float]:
+        """An update's per-step metrics as `prefix/name`: each name's mean over this process's steps
+        (its maximum for `maxed`), then combined over processes with `weight`. A process that took
+        no step of its own (every row of its share masked out) reports no metric of its own but
+        still joins every collective, with weight 0."""
+        names = list(dict.fromkeys(k for part in self.gather_objects(list(stats)) for k in part))
+        local = {f"{prefix}/{k}": (max(v) if k in maxed else sum(v) / len(v)) if (v := stats.get(k)) else 0.0
+                 for k in names}
+        return self.mean_metrics(local, weight if stats else 0.0,
+                                 maxed=[f"{prefix}/{k}" for k in maxed if k in names])
+
+    def gather_shards(self, mine: Sequence[Any]) -> list[Any]:
+        """Undo `shard`: every process's share gathered back into one list in the global order
+        (process r held items r, r + W, ...)."""
+        return unshard(self.gather_objects(list(mine)))
+
     def mean_metrics(self, m: dict[str, float], weight: float, maxed: Sequence[str] = ()) -> dict[str, float]:
         """Per-process metrics combined: `weight`-weighted means, maxima for the `maxed` keys."""
         if self.world == 1:
@@ -163,3 +180,12 @@ class Dist:
             self.acc.backward(loss)
             self.acc.clip_grad_norm_(module.parameters(), grad_clip)
         opt.step()
+
+
+def unshard(parts: list[list[Any]]) -> list[Any]:
+    """The inverse of `Dist.shard`: per-process shares, in rank order -> one list in the global order."""
+    world = len(parts)
+    out: list[Any] = [None] * sum(len(p) for p in parts)
+    for rank, part in enumerate(parts):
+        out[rank::world] = part
+    return out

@@ -326,15 +326,3 @@ def summarize(history: list[dict[str, float]], name: str, run_dir: RunDir, t0: f
                "length": avg("rollout/length"), "wall_s": time.time() - t0}
     log.info("%s: last-5 mean score %s, KL %s, gold %s", name, summary["score"], summary["kl"], summary["gold"])
     return summary
-
-
-def step_metrics(d: Dist, stats: dict[str, list[float]], prefix: str, weight: float,
-                 maxed: Sequence[str] = ("ratio_max",)) -> dict[str, float]:
-    """An update's per-step metrics as `prefix/name`: each name's mean over this process's steps
-    (its maximum for `maxed`), then combined over processes with `weight`. A process that took
-    no step of its own (every row of its share masked out) reports no metric of its own but
-    still joins every collective, with weight 0."""
-    names = list(dict.fromkeys(k for part in d.gather_objects(list(stats)) for k in part))
-    local = {f"{prefix}/{k}": (max(v) if k in maxed else sum(v) / len(v)) if (v := stats.get(k)) else 0.0
-             for k in names}
-    return d.mean_metrics(local, weight if stats else 0.0, maxed=[f"{prefix}/{k}" for k in maxed if k in names])

@@ -110,15 +110,6 @@ class RewardNormalizer:
         self.mean, self.std = state["mean"], state["std"]
 
 
-def interleave(parts: list[list[Any]]) -> list[Any]:
-    """Undo `Dist.shard`: process r held items r, r + W, ...; back to one list in the global order."""
-    world = len(parts)
-    out: list[Any] = [None] * sum(len(p) for p in parts)
-    for rank, part in enumerate(parts):
-        out[rank::world] = part
-    return out
-
-
 def best_of_n_gathered(policy, tok, reward: Callable[[Sequence[str], Sequence[str]], torch.Tensor], mine: Sequence[str], n: int, dist,
                        **gen_kwargs) -> tuple[list[str], list[str], torch.Tensor, torch.Tensor]:
     """`best_of_n` of this process's share `mine` (`Dist.shard` of a global batch), gathered:
@@ -127,6 +118,6 @@ def best_of_n_gathered(policy, tok, reward: Callable[[Sequence[str], Sequence[st
     best, top, scores = best_of_n(policy, tok, reward, mine, n, **gen_kwargs)
     if dist.world == 1:
         return list(mine), best, top, scores
-    rows = interleave(dist.gather_objects(list(zip(mine, best, top.tolist(), scores.tolist()))))
+    rows = dist.gather_shards(list(zip(mine, best, top.tolist(), scores.tolist())))
     return ([p for p, *_ in rows], [b for _, b, *_ in rows], torch.tensor([t for *_, t, _ in rows]),
             torch.tensor([s for *_, s in rows]).view(len(rows), n))  # (P,), (P, n)
