@@ -33,7 +33,7 @@ from rlhfkit.lm.scoring import RewardModel, best_of_n
 from rlhfkit.logging import get_logger, progress
 from rlhfkit.ops.kl import best_of_n_kl
 from rlhfkit.runtime import RunDir, seed_everything
-from rlhfkit.tasks.base import Gold, Task, gold_of, load_task, task_prompts
+from rlhfkit.tasks.base import Task, gold_of, load_task, task_prompts
 
 log = get_logger(__name__)
 
@@ -46,18 +46,19 @@ def mean_ci(xs: Sequence[float]) -> tuple[float, list[float]]:
     return m, [m - h, m + h]
 
 
-def win_rate(prompts: Sequence[str], responses: Sequence[str], ref_responses: Sequence[str], gold: Gold,
-             seed: int) -> tuple[float, list[float]]:
-    """Fraction of prompts where a pool labeler prefers `responses` over the reference's (ties 1/2)."""
+def win_rate(prompts: Sequence[str], responses: Sequence[str], ref_responses: Sequence[str],
+             gold: Sequence[float], ref_gold: Sequence[float], seed: int) -> tuple[float, list[float]]:
+    """Fraction of prompts where a pool labeler, judging with the gold scores of both responses,
+    prefers `responses` over the reference's (ties 1/2)."""
     pool = LabelerPool(seed=seed)
     rng = random.Random(seed)
     outcomes = []
-    for p, y, y_ref in zip(prompts, responses, ref_responses, strict=True):
+    for p, y, y_ref, g, g_ref in zip(prompts, responses, ref_responses, gold, ref_gold, strict=True):
         lab = rng.choice(pool.labelers)
         if y == y_ref:
             outcomes.append(0.5)
             continue
-        c = lab.compare(p, y, y_ref, gold(p, y), gold(p, y_ref), rng)
+        c = lab.compare(p, y, y_ref, g, g_ref, rng)
         outcomes.append(0.5 if c.tie else float(c.chosen == y))
     return mean_ci(outcomes)
 
@@ -88,11 +89,15 @@ def on_topic(task: Task, prompts: Sequence[str], responses: Sequence[str]
 
 
 def score_responses(prompts: Sequence[str], responses: Sequence[str], ref_responses: Sequence[str],
-                    rm: RewardModel, task: Task, kls: Sequence[float] | None, kl_value: float | None,
-                    seed: int) -> dict:
+                    ref_gold: Sequence[float] | None, rm: RewardModel, task: Task, kls: Sequence[float] | None,
+                    kl_value: float | None, seed: int) -> dict:
+    """One method's row; `ref_gold`: the reference responses' gold scores (None: the task has no gold)."""
     gold = gold_of(task)
-    g, g_ci = mean_ci(gold.batch(list(prompts), list(responses))) if gold is not None else (None, None)
-    w, w_ci = win_rate(prompts, responses, ref_responses, gold, seed) if gold is not None else (None, None)
+    g, g_ci, w, w_ci = None, None, None, None
+    if gold is not None and ref_gold is not None:
+        scores = gold.batch(list(prompts), list(responses))
+        g, g_ci = mean_ci(scores)
+        w, w_ci = win_rate(prompts, responses, ref_responses, scores, ref_gold, seed)
     p, p_ci = mean_ci(rm(list(prompts), list(responses)).tolist())
     t, t_ci = on_topic(task, prompts, responses)
     if kls:
@@ -123,15 +128,17 @@ def evaluate_all(cfg: EvalConfig) -> dict[str, dict]:
     seed_everything(cfg.seed)
     task = load_task(cfg.task, cfg.task_seed)
     prompts = task_prompts(task, cfg.n_prompts, "eval", cfg.prompts)
-    if gold_of(task) is None:
+    gold = gold_of(task)
+    if gold is None:
         log.info("eval: task %s has no gold scorer; gold score and win-rate are left out", task.name)
     rm = RewardModel(cfg.reward_model)
     ref, tok = load_policy(cfg.reference)
     ref.eval()
     ref_responses, _ = sample_policy(ref, tok, prompts, cfg.max_new_tokens)
+    ref_gold = gold.batch(list(prompts), ref_responses) if gold is not None else None
     # The reference's own row: a second, independent sample judged against the first.
     sft_again, sft_kl = sample_policy(ref, tok, prompts, cfg.max_new_tokens, ref=ref)
-    results = {"sft": score_responses(prompts, sft_again, ref_responses, rm, task, sft_kl, None, cfg.seed)}
+    results = {"sft": score_responses(prompts, sft_again, ref_responses, ref_gold, rm, task, sft_kl, None, cfg.seed)}
     for spec in progress(cfg.policies, desc="evaluating policies"):
         name, _, path = spec.partition("=")
         if not path:
@@ -139,11 +146,11 @@ def evaluate_all(cfg: EvalConfig) -> dict[str, dict]:
         model, _ = load_policy(path)
         model.eval()
         resp, kls = sample_policy(model, tok, prompts, cfg.max_new_tokens, ref=ref)
-        results[name] = score_responses(prompts, resp, ref_responses, rm, task, kls, None, cfg.seed)
+        results[name] = score_responses(prompts, resp, ref_responses, ref_gold, rm, task, kls, None, cfg.seed)
     for n in cfg.best_of:
         best, _, _ = best_of_n(ref, tok, rm, prompts, n, max_new_tokens=cfg.max_new_tokens)
-        results[f"best_of_{n}"] = score_responses(prompts, best, ref_responses, rm, task, None, best_of_n_kl(n),
-                                                  cfg.seed)
+        results[f"best_of_{n}"] = score_responses(prompts, best, ref_responses, ref_gold, rm, task, None,
+                                                  best_of_n_kl(n), cfg.seed)
     return results
 
 

@@ -29,7 +29,7 @@ from rlhfkit.ops.kl import kl_estimate
 from rlhfkit.ops.losses import LossOutput
 from rlhfkit.ops.policy_gradient import leave_one_out_baseline
 from rlhfkit.runtime import RunDir, seed_everything
-from rlhfkit.train.dist import accelerator_for
+from rlhfkit.train.dist import Dist, accelerator_for
 from rlhfkit.train.online import (
     KLConfig,
     RolloutConfig,
@@ -81,12 +81,13 @@ class RLOOConfig(ReinforceConfig):
     method: ClassVar[str] = "rloo"
 
 
-def baseline(rewards: torch.Tensor, k: int, kind: str) -> torch.Tensor:
-    """b_i for rewards laid out prompt-major, k samples per prompt: (B*k,) -> (B*k,)."""
+def baseline(rewards: torch.Tensor, k: int, kind: str, dist: Dist | None = None) -> torch.Tensor:
+    """b_i for rewards laid out prompt-major, k samples per prompt: (B*k,) -> (B*k,). The batch
+    mean (also the fallback with one sample per prompt) is the global batch's under DDP."""
     if kind == "none":
         return torch.zeros_like(rewards)
     if kind == "batch_mean" or k < 2:
-        return rewards.mean().expand_as(rewards)
+        return (dist or Dist()).mean(rewards).expand_as(rewards)
     return rewards - leave_one_out_baseline(rewards, k)  # the mean of the other k - 1 samples
 
 
@@ -138,10 +139,7 @@ def reinforce_iteration(s: Setup, policy, tok, opt, kl_ctl, norm: RewardNormaliz
     new = response_forward(module, rollout)
     kl = (kl_estimate(new.logp.detach(), ref.logp, cfg.kl.estimator) * mask).sum(-1)  # (N,)
     reward = norm(raw, d.gather(raw) if norm.mean is None else None) - kl_ctl.value * kl  # (N,)
-    if cfg.baseline == "batch_mean":  # the global batch's mean
-        adv = reward - d.mean(reward).expand_as(reward)
-    else:
-        adv = reward - baseline(reward, k, cfg.baseline)
+    adv = reward - baseline(reward, k, cfg.baseline, d)
     out = reinforce_loss((new.logp * mask).sum(-1), adv)
     loss = out.loss * d.share_weight(len(prompts))  # DDP's mean of shards = the global batch's mean
     d.backward(opt, loss, cfg.grad_clip, module)

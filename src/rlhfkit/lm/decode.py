@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from rlhfkit.lm.data import keeps_logits, position_ids
 from rlhfkit.lm.kv_cache import cache_name
 
 # generation-config fields that add a logits processor or change the search; the lean loop
@@ -140,9 +141,8 @@ def decode(model: Any, ids: torch.Tensor, att: torch.Tensor, max_new_tokens: int
     step_kwargs: dict[str, Any] = {cache_name(model): new_cache(base), "use_cache": True}
     mask = torch.ones((B, P + max_new_tokens), dtype=att.dtype, device=device)  # (B, P + R)
     mask[:, :P] = att
-    pos = (att.long().cumsum(-1) - 1).masked_fill(att == 0, 0)  # (B, P)
-    params = _forward_params(type(base))
-    keep = {k: 1 for k in ("logits_to_keep", "num_logits_to_keep") if k in params}  # last position's logits only
+    pos = position_ids(att)  # (B, P)
+    keep = {"logits_to_keep": 1} if keeps_logits(base) else {}  # the last position's logits only
     out = base(input_ids=ids, attention_mask=att, position_ids=pos, **step_kwargs, **keep)
     pos = pos[:, -1:] + 1  # (B, 1)
     # one query per step attends to every unpadded key: with SDPA the padding mask is the whole
