@@ -14,7 +14,16 @@ from rlhfkit.feedback.formats import (
     write_records,
     write_rows,
 )
-from rlhfkit.feedback.records import Comparison, Completions, Demonstration, Ranking, Rating
+from rlhfkit.feedback.records import (
+    Comparison,
+    Completions,
+    Demonstration,
+    Message,
+    Ranking,
+    Rating,
+    prompt_text,
+    record_to_dict,
+)
 
 H, A = "\n\nHuman:", "\n\nAssistant:"
 
@@ -80,7 +89,8 @@ def test_chat_message_lists_without_prompt():
         "chosen": [user, {"role": "assistant", "content": "4"}],
         "rejected": [user, {"role": "assistant", "content": "5"}],
     })
-    assert rec == Comparison(f"{H} 2+2?{A}", " 4", " 5")
+    assert rec == Comparison((Message("user", "2+2?"),), "4", "5")
+    assert prompt_text(rec.prompt) == f"{H} 2+2?{A}"  # what a model without a chat template reads, as before
 
 
 def test_chat_message_lists_with_separate_prompt():
@@ -90,7 +100,8 @@ def test_chat_message_lists_with_separate_prompt():
         "chosen": [{"role": "assistant", "content": "4"}],
         "rejected": [{"role": "assistant", "content": "5"}],
     })
-    assert rec == Comparison(f"System: Be brief.{H} 2+2?{A}", " 4", " 5")
+    assert rec == Comparison((Message("system", "Be brief."), Message("user", "2+2?")), "4", "5")
+    assert prompt_text(rec.prompt) == f"System: Be brief.{H} 2+2?{A}"
 
 
 def test_chat_lists_with_different_histories_fail():
@@ -107,7 +118,10 @@ def test_messages_demonstration():
         {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
         {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Goodbye"},
     ]})
-    assert rec == Demonstration(f"{H} Hi{A} Hello{H} Bye{A}", " Goodbye")
+    # multi-turn: the earlier assistant turn stays in the prompt; no leading space on the response
+    assert rec == Demonstration((Message("user", "Hi"), Message("assistant", "Hello"), Message("user", "Bye")),
+                                "Goodbye")
+    assert prompt_text(rec.prompt) == f"{H} Hi{A} Hello{H} Bye{A}"
 
 
 def test_plain_rating_demonstration_completions_ranking_rows():
@@ -236,3 +250,122 @@ def test_failed_write_keeps_existing_file_and_leaves_no_partial(tmp_path):
         write_rows(fresh, [{"a": 1}, {"a": object()}])
     assert not fresh.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+# ---------------------------------------------------------------- conversational prompts
+
+CONVO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+         {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "2+2?"}]
+CHAT = [
+    Demonstration(CONVO, "4"),
+    Comparison(CONVO, "4", "5", weight=0.5, labeler="ann"),
+    Ranking(CONVO[:2], ["a", "b", "c"], ranks=[0, 1, 1]),
+    Rating(CONVO, "4", 7, flags=["moral_judgment"]),
+    Completions(CONVO[1:], ["4", "four"], policy="sft"),
+]
+
+
+def test_conversational_records_keep_messages_through_jsonl(tmp_path):
+    path = tmp_path / "chat.jsonl"
+    write_records(path, CHAT + MIXED)
+    back = read_records(path)
+    assert back == CHAT + MIXED
+    assert all(isinstance(r.prompt, tuple) and isinstance(r.prompt[0], Message) for r in back[:len(CHAT)])
+    first = json.loads(path.read_text().splitlines()[0])
+    assert first == {"type": "demonstration", "prompt": CONVO, "response": "4"}
+
+
+def test_conversational_records_round_trip_through_parquet(tmp_path):
+    path = tmp_path / "chat.parquet"
+    write_records(path, CHAT)
+    assert read_records(path) == CHAT
+
+
+def test_parquet_refuses_plain_and_conversational_prompts_in_one_file(tmp_path):
+    path = tmp_path / "mixed.parquet"
+    with pytest.raises(FormatError, match="JSONL") as e:
+        write_records(path, [CHAT[1], MIXED[1]])
+    assert e.value.field == "prompt" and not path.exists()
+
+
+def test_multi_turn_demonstration_with_system_and_tool_turns():
+    msgs = CONVO + [{"role": "assistant", "content": "Let me compute."}, {"role": "tool", "content": "4"},
+                    {"role": "assistant", "content": "It is 4."}]
+    rec = row_to_record({"messages": msgs})
+    assert rec == Demonstration(msgs[:-1], "It is 4.")
+    assert [m.role for m in rec.prompt] == ["system", "user", "assistant", "user", "assistant", "tool"]
+    assert prompt_text(rec.prompt) == f"System: Be brief.{H} Hi{A} Hello!{H} 2+2?{A} Let me compute.tool: 4{A}"
+
+
+def test_trl_conversational_prompt_completion_row():
+    rec = row_to_record({"prompt": CONVO, "completion": [{"role": "assistant", "content": "4"}]})
+    assert rec == Demonstration(CONVO, "4")
+
+
+def test_conversational_preference_rows_multi_turn():
+    # implicit prompt: the whole conversation on both sides
+    rec = row_to_record({"chosen": CONVO + [{"role": "assistant", "content": "4"}],
+                         "rejected": CONVO + [{"role": "assistant", "content": "22"}], "tie": False})
+    assert rec == Comparison(CONVO, "4", "22")
+    # explicit prompt: a string prompt next to message replies is refused
+    with pytest.raises(Exception) as e:
+        row_to_record({"prompt": "2+2?", "chosen": [{"role": "assistant", "content": "4"}],
+                       "rejected": [{"role": "assistant", "content": "5"}]})
+    assert getattr(e.value, "field", None) == "prompt"
+    # a string prompt with string replies may also be a list of messages
+    assert row_to_record({"prompt": CONVO, "chosen": "4", "rejected": "5"}) == Comparison(CONVO, "4", "5")
+
+
+def test_export_conversational_pairs_in_trl_format(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    path = tmp_path / "pairs.jsonl"
+    assert export_preference_pairs(path, [CHAT[1], CHAT[2]]) == 1 + 2  # the b ~ c tie is dropped
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows[0] == {"prompt": CONVO, "chosen": [{"role": "assistant", "content": "4"}],
+                       "rejected": [{"role": "assistant", "content": "5"}]}
+    ds = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=str(tmp_path / "cache"))
+    assert ds.column_names == ["prompt", "chosen", "rejected"] and ds[0]["prompt"] == CONVO
+    assert read_records(path) == [Comparison(CONVO, "4", "5"), Comparison(CONVO[:2], "a", "b"),
+                                  Comparison(CONVO[:2], "a", "c")]
+    # string prompts are written as before, next to conversational ones
+    export_preference_pairs(path, [MIXED[1], CHAT[1]])
+    assert json.loads(path.read_text().splitlines()[0]) == {"prompt": "p", "chosen": "good", "rejected": "bad"}
+
+
+def test_record_to_dict_writes_messages():
+    d = record_to_dict(CHAT[4])
+    assert d == {"type": "completions", "prompt": CONVO[1:], "responses": ["4", "four"], "policy": "sft"}
+    assert row_to_record(d) == CHAT[4]
+
+
+_U = '{"role": "user", "content": "u"}'
+_AS = '{"role": "assistant", "content": "a"}'
+
+
+@pytest.mark.parametrize(
+    "line, field, message",
+    [
+        ('{"messages": [' + _U + ', {"role": "bot", "content": "x"}]}', "messages[1].role", "bot"),
+        ('{"messages": [' + _U + ', {"role": "assistant", "content": 7}]}', "messages[1].content", "string"),
+        ('{"messages": [' + _U + ', {"role": "assistant"}]}', "messages[1].content", "missing"),
+        ('{"messages": ["hi", ' + _AS + ']}', "messages[0]", "role"),
+        ('{"messages": [' + _U + ']}', "messages", "assistant"),
+        ('{"messages": [' + _AS + ']}', "messages", "empty"),
+        ('{"messages": [' + _U + ', ' + _AS + ', ' + _AS + ']}', "messages", "two assistant"),
+        ('{"messages": [{"role": "user", "content": "u", "name": "x"}, ' + _AS + ']}', "messages[0]", "name"),
+        ('{"prompt": [' + _U + ', ' + _U + ', {"role": "user"}], "chosen": "a", "rejected": "b"}',
+         "prompt[2].content", "missing"),
+        ('{"type": "comparison", "prompt": [' + _U + ', ' + _AS + '], "chosen": "a", "rejected": "b"}',
+         "prompt[1]", "assistant"),
+        ('{"type": "rating", "prompt": [], "response": "r", "score": 3}', "prompt", "at least one"),
+        ('{"chosen": [' + _U + ', ' + _AS + '], "rejected": [' + _U + ', {"role": "assistant", "content": []}]}',
+         "rejected[1].content", "string"),
+    ],
+)
+def test_bad_messages_name_file_line_and_field(tmp_path, line, field, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"messages": json.loads(f"[{_U}, {_AS}]")}) + "\n" + line + "\n")
+    with pytest.raises(FormatError) as e:
+        read_records(path)
+    assert (e.value.line, e.value.field) == (2, field)
+    assert f"{path}:2: field '{field}':" in str(e.value) and message in str(e.value)

@@ -1,4 +1,4 @@
-"""feedback/records.py: validation and the ranking -> comparisons expansion."""
+"""feedback/records.py: validation, conversational prompts and the ranking -> comparisons expansion."""
 
 from math import comb
 
@@ -9,10 +9,13 @@ from rlhfkit.feedback.records import (
     Comparison,
     Completions,
     Demonstration,
+    Message,
     Ranking,
     Rating,
     RecordError,
+    as_messages,
     expand_to_comparisons,
+    prompt_text,
     record_to_dict,
 )
 
@@ -121,3 +124,72 @@ def test_record_to_dict_and_expand():
     pairs = expand_to_comparisons(recs)
     assert len(pairs) == 1 + 3
     assert pairs[0] is recs[0]
+
+
+# ---------------------------------------------------------------- conversational prompts
+
+CONVO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+         {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "2+2?"}]
+
+
+@pytest.mark.parametrize("cls, args", [
+    (Demonstration, ("r",)), (Comparison, ("a", "b")), (Ranking, (["a", "b"],)), (Rating, ("r", 4)),
+    (Completions, (["a"],)),
+])
+def test_every_record_takes_a_conversation_as_its_prompt(cls, args):
+    rec = cls(CONVO, *args)
+    assert rec.prompt == (Message("system", "Be brief."), Message("user", "Hi"), Message("assistant", "Hello!"),
+                          Message("user", "2+2?"))
+    assert rec == cls(tuple(Message(**m) for m in CONVO), *args)  # dicts or Messages, list or tuple
+    assert hash(rec) == hash(cls(CONVO, *args)) and len({rec, cls(CONVO, *args)}) == 1
+    assert rec != cls(CONVO[:2], *args) and rec != cls(prompt_text(rec.prompt), *args)
+    assert cls("plain", *args).prompt == "plain"
+
+
+@pytest.mark.parametrize("prompt, field, message", [
+    ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "user", "content": 3}],
+     "prompt[2].content", "string"),
+    ([{"role": "human", "content": "a"}], "prompt[0].role", "human"),
+    ([{"content": "a"}], "prompt[0].role", "missing"),
+    (["a"], "prompt[0]", "role"),
+    ([{"role": "user", "content": "a", "tool_calls": [1]}], "prompt[0]", "tool_calls"),
+    ([], "prompt", "at least one"),
+    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "prompt[1]", "assistant"),
+    ({"role": "user", "content": "a"}, "prompt", "list of chat messages"),
+    (None, "prompt", "string"),
+])
+def test_bad_conversations_name_the_field(prompt, field, message):
+    with pytest.raises(RecordError, match=message) as e:
+        Comparison(prompt, "a", "b")
+    assert e.value.field == field
+    assert f"field '{field}'" in str(e.value)
+
+
+def test_message_validates_itself_and_null_extra_keys_are_ignored():
+    with pytest.raises(RecordError) as e:
+        Message("robot", "x")
+    assert e.value.field == "message.role"
+    with pytest.raises(RecordError) as e:
+        Message("user", None)
+    assert e.value.field == "message.content"
+    # a table's struct column carries every key of every row; null ones mean absent
+    rec = Demonstration([{"role": "user", "content": "a", "name": None}], "b")
+    assert rec.prompt == (Message("user", "a"),)
+
+
+def test_as_messages_and_prompt_text():
+    assert as_messages("hi") == [{"role": "user", "content": "hi"}]
+    assert as_messages(Demonstration(CONVO, "r").prompt) == CONVO
+    assert prompt_text("hi") == "hi"
+    convo = Demonstration(CONVO + [{"role": "assistant", "content": "Hm."}, {"role": "tool", "content": "4"}], "r")
+    assert prompt_text(convo.prompt) == ("System: Be brief.\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: 2+2?"
+                                         "\n\nAssistant: Hm.tool: 4\n\nAssistant:")
+
+
+def test_conversational_ranking_expands_and_round_trips_through_dicts():
+    rank = Ranking(CONVO, ["a", "b", "c"], labeler="ann")
+    pairs = rank.to_comparisons()
+    assert all(c.prompt == rank.prompt for c in pairs) and len(pairs) == 3
+    d = record_to_dict(rank)
+    assert d["prompt"] == CONVO and isinstance(d["prompt"], list)
+    assert Ranking(**{k: v for k, v in d.items() if k != "type"}) == rank

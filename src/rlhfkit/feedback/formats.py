@@ -10,7 +10,17 @@ Detected row shapes (first match wins):
   {"messages": [messages]}                                     chat demonstration
   {"prompt": str, "response": str, "score": int}               rating
   {"prompt": str, "response"|"completion": str}                demonstration
+  {"prompt": [messages], "completion": [messages]}             chat demonstration (TRL prompt-completion)
   {"prompt": str, "responses": [str, ...]}                     completions (a ranking with "ranks")
+A message is {"role": "system" | "user" | "assistant" | "tool", "content": str}, and wherever a
+row has a string prompt it may have a list of messages instead.
+
+Chat rows keep their conversation as messages (records.py), for the model's chat template to
+render: the messages before the last assistant turn are the prompt (earlier assistant turns of a
+multi-turn conversation stay in it), that turn's content is the response; both sides of a chat
+preference row must hold the same conversation before their last reply. HH transcripts stay
+strings. `export_preference_pairs` writes a conversational comparison in TRL's conversational
+format (prompt: messages; chosen, rejected: one assistant message each).
 
 Errors name the file, the line and the field. Writers write to a temporary file and
 rename it into place, so a failed write never leaves a half-written file.
@@ -23,21 +33,24 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from rlhfkit.errors import UserError
 from rlhfkit.feedback.records import (
+    ASSISTANT,
     RECORD_TYPES,
     Comparison,
     Completions,
     Demonstration,
-    Rating,
+    Message,
     Ranking,
+    Rating,
     Record,
     RecordError,
+    as_messages,
+    expand_to_comparisons,
+    parse_messages,
     record_to_dict,
 )
-from rlhfkit.errors import UserError
 from rlhfkit.runtime import atomic_path
-
-HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
 
 
 class FormatError(UserError, ValueError):
@@ -52,25 +65,19 @@ class FormatError(UserError, ValueError):
 
 # ---------------------------------------------------------------- row conversion
 
-def _render_messages(messages: list[dict[str, Any]], field: str) -> str:
-    """Chat messages as an HH-style transcript (the toolkit's plain-text chat rendering)."""
-    parts = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise RecordError(f"{field}[{i}]", "expected {\"role\": str, \"content\": str}")
-        role = {"user": HUMAN, "human": HUMAN, "assistant": ASSISTANT, "system": "System:"}.get(m["role"], m["role"] + ":")
-        parts.append(f"{role} {m['content']}" if role != "System:" else f"System: {m['content']}")
-    return "".join(parts)
-
-
-def _split_chat(messages: Any, field: str) -> tuple[str, str]:
-    """A conversation ending in an assistant turn -> (prompt transcript ending in 'Assistant:', reply)."""
-    if not isinstance(messages, list) or not messages:
-        raise RecordError(field, "expected a non-empty list of chat messages")
-    last = messages[-1]
-    if not isinstance(last, dict) or last.get("role") != "assistant" or not isinstance(last.get("content"), str):
+def _split_chat(messages: Any, field: str, before: tuple[Message, ...] = ()) -> tuple[tuple[Message, ...], str]:
+    """A conversation ending in an assistant turn -> (the messages before that turn, its content).
+    `before` (a separately given prompt) is prepended."""
+    turns = parse_messages(messages, field)
+    if not turns or turns[-1].role != "assistant":
         raise RecordError(field, "the last message must be {\"role\": \"assistant\", \"content\": str}")
-    return _render_messages(messages[:-1], field) + ASSISTANT, " " + last["content"]
+    prompt = before + turns[:-1]
+    if not prompt:
+        raise RecordError(field, "no message before the assistant's reply (the prompt is empty)")
+    if prompt[-1].role == "assistant":
+        raise RecordError(field, "the conversation ends with two assistant turns; the prompt before the "
+                          "reply must end with a user, system or tool turn")
+    return prompt, turns[-1].content
 
 
 def _split_hh(chosen: str, rejected: str) -> tuple[str, str, str]:
@@ -86,6 +93,16 @@ def _split_hh(chosen: str, rejected: str) -> tuple[str, str, str]:
         raise RecordError("chosen", "HH transcripts must share a prefix ending in '\\n\\nAssistant:'")
     end = cut + len(ASSISTANT)
     return chosen[:end], chosen[end:], rejected[end:]
+
+
+def _chat_prompt(row: dict[str, Any]) -> tuple[Message, ...]:
+    """The separately given prompt of a conversational row (TRL's explicit prompt), if any."""
+    if "prompt" not in row:
+        return ()
+    if not isinstance(row["prompt"], list):
+        raise RecordError("prompt", f"expected a list of chat messages (the replies are messages), "
+                          f"got {type(row['prompt']).__name__}")
+    return parse_messages(row["prompt"], "prompt")
 
 
 def row_to_record(row: Any) -> Record:
@@ -114,14 +131,12 @@ def row_to_record(row: Any) -> Record:
         chosen, rejected = row["chosen"], row["rejected"]
         extra = {k: row[k] for k in ("tie", "weight", "labeler") if k in row}
         if isinstance(chosen, list) or isinstance(rejected, list):
-            prompt_msgs = row.get("prompt")
             for f in ("chosen", "rejected"):
                 if not isinstance(row[f], list):
                     raise RecordError(f, f"expected a list of chat messages like the other side, got {type(row[f]).__name__}")
-            if isinstance(prompt_msgs, list):
-                chosen, rejected = list(prompt_msgs) + chosen, list(prompt_msgs) + rejected
-            p1, c = _split_chat(chosen, "chosen")
-            p2, r = _split_chat(rejected, "rejected")
+            before = _chat_prompt(row)
+            p1, c = _split_chat(chosen, "chosen", before)
+            p2, r = _split_chat(rejected, "rejected", before)
             if p1 != p2:
                 raise RecordError("rejected", "chosen and rejected conversations differ before the last reply")
             return Comparison(p1, c, r, **extra)
@@ -134,8 +149,7 @@ def row_to_record(row: Any) -> Record:
         prompt, c, r = _split_hh(chosen, rejected)
         return Comparison(prompt, c, r, **extra)
     if "messages" in row:
-        prompt, response = _split_chat(row["messages"], "messages")
-        return Demonstration(prompt, response)
+        return Demonstration(*_split_chat(row["messages"], "messages"))
     if "prompt" not in row:
         raise RecordError("prompt", f"missing; cannot tell the format of a row with fields {sorted(row)}")
     if "responses" in row:
@@ -147,6 +161,8 @@ def row_to_record(row: Any) -> Record:
                       notes=row.get("notes", ""), labeler=row.get("labeler"))
     for f in ("response", "completion"):
         if f in row:
+            if isinstance(row[f], list):  # TRL conversational prompt-completion
+                return Demonstration(*_split_chat(row[f], f, _chat_prompt(row)))
             return Demonstration(row["prompt"], row[f])
     raise RecordError("response", f"missing; cannot tell the format of a row with fields {sorted(row)}")
 
@@ -214,6 +230,17 @@ def read_records(path: str | Path, expect: type | tuple[type, ...] | None = None
     return out
 
 
+def line_of(path: str | Path, index: int) -> int:
+    """The line (JSONL) or row (Parquet, saved dataset) that held record `index` of `read_records(path)`:
+    for an error found after reading, such as a conversation whose assistant mask is empty."""
+    p = Path(path)
+    rows = _rows_table(p) if (p.is_dir() or p.suffix == ".parquet") else _rows_jsonl(p)
+    for i, (line, _) in enumerate(rows):
+        if i == index:
+            return line
+    raise IndexError(f"{p} holds fewer than {index + 1} records")
+
+
 # ---------------------------------------------------------------- writers
 
 def write_records(path: str | Path, records: Iterable[Record]) -> int:
@@ -232,6 +259,7 @@ def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> int:
             # from_pylist takes its columns from the first row alone; name them all so that
             # mixed record types keep every field (missing cells become null).
             columns = list(dict.fromkeys(k for row in rows for k in row))
+            _one_type_per_column(p, rows, columns)
             pq.write_table(pa.Table.from_pylist([{k: row.get(k) for k in columns} for row in rows]), tmp)
         else:
             with open(tmp, "w", encoding="utf-8") as fh:
@@ -240,15 +268,30 @@ def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> int:
     return len(rows)
 
 
+def preference_row(c: Comparison) -> dict[str, Any]:
+    """One `prompt/chosen/rejected` row: strings, or for a conversational prompt TRL's
+    conversational format (the prompt's messages; chosen and rejected one assistant message each)."""
+    if isinstance(c.prompt, str):
+        return {"prompt": c.prompt, "chosen": c.chosen, "rejected": c.rejected}
+    return {"prompt": as_messages(c.prompt), "chosen": [{"role": "assistant", "content": c.chosen}],
+            "rejected": [{"role": "assistant", "content": c.rejected}]}
+
+
+def _one_type_per_column(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """A Parquet column holds one type: string prompts and conversations cannot share a file."""
+    for k in columns:
+        kinds = {type(row[k]).__name__ for row in rows if row.get(k) is not None}
+        if {"str", "list"} <= kinds:
+            raise FormatError(path, None, k, "Parquet cannot hold strings and lists (plain and "
+                              "conversational prompts) in one column; write JSONL, or one file for each")
+
+
 def export_preference_pairs(path: str | Path, records: Iterable[Record]) -> int:
     """`prompt/chosen/rejected` rows, as TRL and `datasets.load_dataset("json", ...)` read them.
 
     Rankings are expanded to pairs; ties are dropped (that format has no tie field)."""
-    from rlhfkit.feedback.records import expand_to_comparisons
-
     pairs = expand_to_comparisons(list(records))
-    rows = [{"prompt": c.prompt, "chosen": c.chosen, "rejected": c.rejected} for c in pairs if not c.tie]
-    return write_rows(path, rows)
+    return write_rows(path, [preference_row(c) for c in pairs if not c.tie])
 
 
 def read_text_rows(path: str | Path, field: str, what: str) -> list[str]:

@@ -8,6 +8,9 @@ Each labeler sees a utility u(x, y) = gold(x, y) + bias * words(y) / 10 and judg
 Utilities closer than `tie_margin` are judged ties. With probability `flip` a
 labeler answers carelessly (AlpacaFarm's simulated annotator pool, Dubois et al.
 2023): the pairwise label is flipped and the ranking is a random permutation.
+
+The gold scorer reads text: a conversational prompt reaches it as its transcript
+(`records.prompt_text`), while the labels keep the prompt as it came.
 """
 
 from __future__ import annotations
@@ -18,9 +21,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from rlhfkit.feedback.records import Comparison, Completions, Ranking, Rating
+from rlhfkit.feedback.records import (
+    Comparison,
+    Completions,
+    Prompt,
+    Ranking,
+    Rating,
+    prompt_text,
+)
 
-# The gold taste, handed to the labelers by whoever builds them (a task's gold scorer).
+# The gold taste, handed to the labelers by whoever builds them (a task's gold scorer):
+# (prompt text, response) -> score.
 GoldFn = Callable[[str, str], float]
 
 _WORD = re.compile(r"[a-z']+")
@@ -42,7 +53,7 @@ class SimulatedLabeler:
     def utility(self, gold: float, response: str) -> float:
         return gold + self.length_bias * len(words(response)) / 10.0
 
-    def compare(self, prompt: str, a: str, b: str, gold_a: float, gold_b: float, rng: random.Random) -> Comparison:
+    def compare(self, prompt: Prompt, a: str, b: str, gold_a: float, gold_b: float, rng: random.Random) -> Comparison:
         ua, ub = self.utility(gold_a, a), self.utility(gold_b, b)
         if abs(ua - ub) < self.tie_margin:
             return Comparison(prompt, a, b, tie=True, labeler=self.name)
@@ -53,7 +64,7 @@ class SimulatedLabeler:
         chosen, rejected = (a, b) if a_wins else (b, a)
         return Comparison(prompt, chosen, rejected, labeler=self.name)
 
-    def rank(self, prompt: str, responses: Sequence[str], golds: Sequence[float], rng: random.Random) -> Ranking:
+    def rank(self, prompt: Prompt, responses: Sequence[str], golds: Sequence[float], rng: random.Random) -> Ranking:
         u = [self.utility(g, r) for g, r in zip(golds, responses, strict=True)]
         if rng.random() < self.flip:
             order = list(range(len(responses)))
@@ -67,7 +78,7 @@ class SimulatedLabeler:
             ranks.append(r)
         return Ranking(prompt, tuple(responses[i] for i in order), labeler=self.name, ranks=tuple(ranks))
 
-    def rate(self, prompt: str, response: str, gold: float, rng: random.Random, scale: float = 3.0) -> Rating:
+    def rate(self, prompt: Prompt, response: str, gold: float, rng: random.Random, scale: float = 3.0) -> Rating:
         u = self.utility(gold, response)
         score = round(4 + scale * u / 3.0 + self.temperature * rng.gauss(0.0, 1.0))
         return Rating(prompt, response, int(min(7, max(1, score))), labeler=self.name)
@@ -97,18 +108,19 @@ class LabelerPool:
         return self.rng.choice(self.labelers)
 
     def rank_all(self, items: Sequence[Completions], gold: GoldFn) -> list[Ranking]:
-        return [self._pick().rank(c.prompt, c.responses, [gold(c.prompt, r) for r in c.responses], self.rng)
-                for c in items]
+        return [self._pick().rank(c.prompt, c.responses, [gold(prompt_text(c.prompt), r) for r in c.responses],
+                                  self.rng) for c in items]
 
     def compare_all(self, items: Sequence[Completions], gold: GoldFn) -> list[Comparison]:
         out = []
         for c in items:
-            a, b = c.responses[0], c.responses[1]
-            out.append(self._pick().compare(c.prompt, a, b, gold(c.prompt, a), gold(c.prompt, b), self.rng))
+            a, b, x = c.responses[0], c.responses[1], prompt_text(c.prompt)
+            out.append(self._pick().compare(c.prompt, a, b, gold(x, a), gold(x, b), self.rng))
         return out
 
     def rate_all(self, items: Sequence[Completions], gold: GoldFn) -> list[Rating]:
-        return [self._pick().rate(c.prompt, r, gold(c.prompt, r), self.rng) for c in items for r in c.responses]
+        return [self._pick().rate(c.prompt, r, gold(prompt_text(c.prompt), r), self.rng)
+                for c in items for r in c.responses]
 
 
 def agreement_with_gold(comparisons: Sequence[Comparison], gold: GoldFn) -> dict[str, float]:
@@ -117,7 +129,8 @@ def agreement_with_gold(comparisons: Sequence[Comparison], gold: GoldFn) -> dict
     for c in comparisons:
         if c.tie:
             continue
-        g = gold(c.prompt, c.chosen) - gold(c.prompt, c.rejected)
+        x = prompt_text(c.prompt)
+        g = gold(x, c.chosen) - gold(x, c.rejected)
         if g == 0:
             continue
         hits.setdefault(c.labeler or "?", []).append(int(g > 0))
@@ -128,7 +141,7 @@ def inter_labeler_agreement(labels: dict[str, Sequence[Comparison]]) -> dict[str
     """Pairwise agreement between labelers who judged the same (prompt, {a, b}) pairs.
 
     `labels` maps labeler -> its comparisons; returns "l1|l2" -> agreement rate over shared pairs."""
-    def keyed(cs: Sequence[Comparison]) -> dict[tuple[str, frozenset[str]], str | None]:
+    def keyed(cs: Sequence[Comparison]) -> dict[tuple[Prompt, frozenset[str]], str | None]:
         return {(c.prompt, frozenset((c.chosen, c.rejected))): (None if c.tie else c.chosen) for c in cs}
 
     names = sorted(labels)

@@ -9,7 +9,15 @@
   with the InstructGPT metadata flags.
 - `Completions(prompt, responses)`: K unjudged samples from a policy (what labelers see).
 
-Records validate themselves on construction and raise `RecordError` naming the field.
+A prompt is a string, or a conversation: a tuple of `Message(role, content)` (roles system,
+user, assistant, tool), non-empty and not ending in an assistant turn, given as a list of
+`{"role", "content"}` dicts or of Messages. Records keep conversations as messages so that a
+model's chat template can render them (`lm/chat.py`); `prompt_text` renders one as the
+Anthropic HH-style transcript a model without a template reads, and `as_messages` gives the
+messages of any prompt (a string is one user turn).
+
+Records validate themselves on construction and raise `RecordError` naming the field
+(`prompt[2].content`).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from math import comb
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Sequence, Union
 
 from rlhfkit.errors import UserError
 
@@ -43,11 +51,105 @@ class RecordError(UserError, ValueError):
         self.message = message
 
 
+# ---------------------------------------------------------------- prompts and messages
+
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+# The Anthropic HH transcript markers (Bai et al. 2022): the plain-text rendering of a conversation.
+HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
+_TRANSCRIPT_ROLE = {"user": HUMAN, "assistant": ASSISTANT, "system": "System:", "tool": "tool:"}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of a conversation."""
+
+    role: str
+    content: str
+
+    def __post_init__(self) -> None:
+        _check_message(self.role, self.content, "message")
+
+
+def _check_message(role: Any, content: Any, name: str) -> None:
+    if role not in ROLES:
+        raise RecordError(f"{name}.role", f"expected one of {', '.join(ROLES)}, got {role!r}")
+    if not isinstance(content, str):
+        raise RecordError(f"{name}.content", f"expected a string, got {type(content).__name__}")
+
+
+# A record's prompt: plain text, or a conversation (see the module docstring).
+Prompt = Union[str, tuple[Message, ...]]
+
+
+def parse_messages(value: Any, name: str) -> tuple[Message, ...]:
+    """A list of `{"role", "content"}` dicts (or Messages) -> Messages; RecordError names
+    `name[i]`. Other keys are refused unless null (a table row's struct has every key)."""
+    if not isinstance(value, (list, tuple)):
+        raise RecordError(name, f"expected a list of chat messages, got {type(value).__name__}")
+    out = []
+    for i, m in enumerate(value):
+        where = f"{name}[{i}]"
+        if isinstance(m, Message):
+            out.append(m)
+            continue
+        if not isinstance(m, dict):
+            raise RecordError(where, f"expected {{\"role\": str, \"content\": str}}, got {type(m).__name__}")
+        extra = sorted(k for k, v in m.items() if k not in ("role", "content") and v is not None)
+        if extra:
+            raise RecordError(where, f"unknown key {extra[0]!r}; a message is {{\"role\": str, \"content\": str}}")
+        for k in ("role", "content"):
+            if k not in m:
+                raise RecordError(f"{where}.{k}", "missing")
+        _check_message(m["role"], m["content"], where)
+        out.append(Message(m["role"], m["content"]))
+    return tuple(out)
+
+
+def parse_prompt(value: Any, name: str = "prompt") -> Prompt:
+    """A string, or a conversation given as a list of messages -> a Prompt; RecordError otherwise."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, (list, tuple)):
+        raise RecordError(name, f"expected a string or a list of chat messages, got {type(value).__name__}")
+    messages = parse_messages(value, name)
+    if not messages:
+        raise RecordError(name, "a conversation needs at least one message")
+    if messages[-1].role == "assistant":
+        raise RecordError(f"{name}[{len(messages) - 1}]", "a prompt must not end with an assistant turn "
+                          "(the assistant's reply is the response)")
+    return messages
+
+
+def as_messages(prompt: Prompt) -> list[dict[str, str]]:
+    """The prompt as chat messages: a string is one user turn."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [{"role": m.role, "content": m.content} for m in prompt]
+
+
+def render_transcript(messages: Sequence[Message]) -> str:
+    """Messages as an HH-style transcript: `\n\nHuman: ...\n\nAssistant: ...` (system and
+    tool turns as `System: ...` and `tool: ...`)."""
+    return "".join(f"{_TRANSCRIPT_ROLE[m.role]} {m.content}" for m in messages)
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """The prompt as plain text: a string as it is; a conversation as its HH-style transcript
+    ending in `\n\nAssistant:`, where the reply follows (what a model without a chat template reads)."""
+    if isinstance(prompt, str):
+        return prompt
+    return render_transcript(prompt) + ASSISTANT
+
+
 def _need_str(name: str, value: Any, allow_empty: bool = True) -> None:
     if not isinstance(value, str):
         raise RecordError(name, f"expected a string, got {type(value).__name__}")
     if not allow_empty and not value.strip():
         raise RecordError(name, "must not be empty")
+
+
+def _need_prompt(record: Any) -> None:
+    object.__setattr__(record, "prompt", parse_prompt(record.prompt))
 
 
 def _need_opt_str(name: str, value: Any) -> None:
@@ -58,18 +160,18 @@ def _need_opt_str(name: str, value: Any) -> None:
 @dataclass(frozen=True)
 class Demonstration:
     kind: ClassVar[str] = "demonstration"
-    prompt: str
+    prompt: Prompt
     response: str
 
     def __post_init__(self) -> None:
-        _need_str("prompt", self.prompt)
+        _need_prompt(self)
         _need_str("response", self.response, allow_empty=False)
 
 
 @dataclass(frozen=True)
 class Comparison:
     kind: ClassVar[str] = "comparison"
-    prompt: str
+    prompt: Prompt
     chosen: str
     rejected: str
     tie: bool = False
@@ -78,7 +180,7 @@ class Comparison:
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        _need_str("prompt", self.prompt)
+        _need_prompt(self)
         _need_str("chosen", self.chosen)
         _need_str("rejected", self.rejected)
         if not isinstance(self.tie, bool):
@@ -96,14 +198,14 @@ class Comparison:
 @dataclass(frozen=True)
 class Ranking:
     kind: ClassVar[str] = "ranking"
-    prompt: str
+    prompt: Prompt
     responses: tuple[str, ...]
     labeler: str | None = None
     ranks: tuple[int, ...] | None = None  # rank per response (0 = best); equal ranks are ties
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        _need_str("prompt", self.prompt)
+        _need_prompt(self)
         if not isinstance(self.responses, (list, tuple)):
             raise RecordError("responses", f"expected a list of strings, got {type(self.responses).__name__}")
         object.__setattr__(self, "responses", tuple(self.responses))
@@ -137,7 +239,7 @@ class Ranking:
 @dataclass(frozen=True)
 class Rating:
     kind: ClassVar[str] = "rating"
-    prompt: str
+    prompt: Prompt
     response: str
     score: int
     flags: tuple[str, ...] = ()
@@ -146,7 +248,7 @@ class Rating:
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        _need_str("prompt", self.prompt)
+        _need_prompt(self)
         _need_str("response", self.response)
         if isinstance(self.score, bool) or not isinstance(self.score, int):
             raise RecordError("score", f"expected an integer 1-7, got {self.score!r}")
@@ -165,12 +267,12 @@ class Rating:
 @dataclass(frozen=True)
 class Completions:
     kind: ClassVar[str] = "completions"
-    prompt: str
+    prompt: Prompt
     responses: tuple[str, ...]
     policy: str | None = None
 
     def __post_init__(self) -> None:
-        _need_str("prompt", self.prompt)
+        _need_prompt(self)
         if not isinstance(self.responses, (list, tuple)) or len(self.responses) < 1:
             raise RecordError("responses", "expected a non-empty list of strings")
         object.__setattr__(self, "responses", tuple(self.responses))
@@ -184,7 +286,10 @@ RECORD_TYPES: dict[str, type] = {c.kind: c for c in (Demonstration, Comparison, 
 
 
 def record_to_dict(record: Record) -> dict[str, Any]:
+    """A record as our JSONL row; a conversational prompt as a list of {"role", "content"}."""
     d = asdict(record)
+    if not isinstance(record.prompt, str):
+        d["prompt"] = as_messages(record.prompt)
     for k in ("responses", "flags", "ranks"):
         if isinstance(d.get(k), tuple):
             d[k] = list(d[k])

@@ -9,7 +9,7 @@ Routes (every one checks who is asking; a labeler reaches only items assigned to
   GET  /p/{project}/next                   lease the next item, redirect to it
   GET  /p/{project}/item/{id}              the task page      POST: submit (form)
   GET  /media/{id}                         a clip, as media only (nosniff, sandboxed)
-  GET  /api/v1/projects/{project}/next     JSON: lease the next item
+  GET  /api/v1/projects/{project}/next     JSON: lease the next item (`_item_json`)
   POST /api/v1/answers                     JSON: {item_id, client_key, answer, seconds_active}
 """
 
@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from rlhfkit.feedback.records import as_messages, prompt_text
 from rlhfkit.labeling import auth
 from rlhfkit.labeling.store import ItemView, LabelError, LabelStore, UserInfo
 from rlhfkit.labeling.web import (HERE, LOGIN_COOKIE, MEDIA_CSP, SESSION_COOKIE, Denied, LoginRequired,
@@ -104,7 +105,11 @@ class AnswerIn(BaseModel):
 
 
 def _item_json(item: ItemView) -> dict[str, Any]:
-    return {"id": item.id, "project": item.project.name, "kind": item.project.kind, "prompt": item.prompt,
+    """An item for API clients: "prompt" is text (a conversation's HH-style transcript) and
+    "messages" the conversation's messages (null for a plain-text prompt)."""
+    messages = None if isinstance(item.prompt, str) else as_messages(item.prompt)
+    return {"id": item.id, "project": item.project.name, "kind": item.project.kind,
+            "prompt": prompt_text(item.prompt), "messages": messages,
             "responses": list(item.responses), "media": [f"/media/{m.id}" for m in item.media]}
 
 

@@ -6,6 +6,9 @@ Accepted rows (one JSON object a line):
   {"prompt": str, "response": str}                                  (rating projects)
   {"prompt": str, "clips": [path, path]}                            (pairwise clips: GIF/PNG/JPEG/WebP/MP4/WebM)
 each optionally with "gold" (the researcher's answer, making it a gold item) and "meta" (a dict).
+A prompt (except a clips row's) may be a conversation: a list of {"role", "content"} messages
+(feedback/records.py). The item keeps the messages, shows them turn by turn and exports them
+as they came.
 
 A row becomes items by the project's kind: a ranking item shows its K = 2..9 responses; a
 pairwise row with 2 responses is one item and one with K = 3..9 becomes its C(K, 2) pairs;

@@ -15,7 +15,16 @@ from itertools import combinations
 from typing import Any, Hashable
 
 from rlhfkit.errors import UserError
-from rlhfkit.feedback.records import RATING_FLAGS, Comparison, Ranking, Rating, Record, RecordError
+from rlhfkit.feedback.records import (
+    RATING_FLAGS,
+    Comparison,
+    Prompt,
+    Ranking,
+    Rating,
+    Record,
+    RecordError,
+    parse_prompt,
+)
 
 PAIRWISE_CHOICES: tuple[str, ...] = ("A", "B", "tie", "cant_tell")
 # Responses per item, by kind (an imported row may be split into several items: see importing.py).
@@ -23,7 +32,7 @@ ITEM_K: dict[str, tuple[int, int]] = {"ranking": (2, 9), "pairwise": (2, 2), "ra
 # Krippendorff's alpha metric for each kind's judgments.
 ALPHA_METRIC: dict[str, str] = {"ranking": "nominal", "pairwise": "nominal", "rating": "interval"}
 MAX_NOTES = 5000
-DEFAULT_MAX_CHARS = 20_000  # per prompt or response
+DEFAULT_MAX_CHARS = 20_000  # per prompt (a conversation's messages together) or response
 
 
 class AnswerError(UserError, ValueError):
@@ -32,9 +41,10 @@ class AnswerError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class NewItem:
-    """An item to add. `media` holds (content_type, bytes) per response for clip items."""
+    """An item to add. `media` holds (content_type, bytes) per response for clip items. The
+    prompt is a string or a conversation (records.py: a list of messages, kept as Messages)."""
 
-    prompt: str
+    prompt: Prompt
     responses: tuple[str, ...]
     policy: str | None = None
     gold: dict[str, Any] | None = None
@@ -44,7 +54,7 @@ class NewItem:
 
 def validate_new_item(kind: str, item: NewItem, max_chars: int = DEFAULT_MAX_CHARS) -> NewItem:
     """Check an item against its kind; raise RecordError naming the field. Returns it with the
-    gold answer normalized."""
+    prompt (a conversation as Messages) and the gold answer normalized."""
     if kind not in ITEM_K:
         raise RecordError("kind", f"unknown task kind {kind!r}; known: {', '.join(ITEM_K)}")
     lo, hi = ITEM_K[kind]
@@ -52,20 +62,24 @@ def validate_new_item(kind: str, item: NewItem, max_chars: int = DEFAULT_MAX_CHA
     if not lo <= k <= hi:
         want = f"{lo}" if lo == hi else f"{lo}..{hi}"
         raise RecordError("responses", f"a {kind} item needs {want} responses, got {k}")
-    for name, text in [("prompt", item.prompt)] + [(f"responses[{i}]", r) for i, r in enumerate(item.responses)]:
+    prompt = parse_prompt(item.prompt)
+    size = len(prompt) if isinstance(prompt, str) else sum(len(m.content) for m in prompt)
+    if size > max_chars:
+        raise RecordError("prompt", f"too long: {size} characters (the limit is {max_chars})")
+    for i, text in enumerate(item.responses):
         if not isinstance(text, str):
-            raise RecordError(name, f"expected a string, got {type(text).__name__}")
+            raise RecordError(f"responses[{i}]", f"expected a string, got {type(text).__name__}")
         if len(text) > max_chars:
-            raise RecordError(name, f"too long: {len(text)} characters (the limit is {max_chars})")
+            raise RecordError(f"responses[{i}]", f"too long: {len(text)} characters (the limit is {max_chars})")
     if item.media and len(item.media) != k:
         raise RecordError("clips", f"expected one clip per response ({k}), got {len(item.media)}")
-    if item.gold is not None:
+    gold = item.gold
+    if gold is not None:
         try:
-            gold = validate_answer(kind, k, item.gold)
+            gold = validate_answer(kind, k, gold)
         except AnswerError as e:
             raise RecordError("gold", str(e)) from None
-        item = NewItem(item.prompt, tuple(item.responses), item.policy, gold, dict(item.meta), item.media)
-    return item
+    return NewItem(prompt, tuple(item.responses), item.policy, gold, dict(item.meta), item.media)
 
 
 # ---------------------------------------------------------------- answers
@@ -141,7 +155,7 @@ def gold_agreement(kind: str, payload: dict[str, Any], gold: dict[str, Any]) -> 
 
 # ---------------------------------------------------------------- records
 
-def to_records(kind: str, prompt: str, responses: list[str], payload: dict[str, Any], labeler: str,
+def to_records(kind: str, prompt: Prompt, responses: list[str], payload: dict[str, Any], labeler: str,
                meta: dict[str, Any]) -> list[Record]:
     """The training records an answer becomes. Pairwise "can't tell" becomes none: it says
     nothing about which is better (Christiano et al. 2017, sec. 2.2.3 drop incomparable pairs)."""

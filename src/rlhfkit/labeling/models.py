@@ -1,9 +1,10 @@
 """The label store's tables (SQLAlchemy 2 declarative). Alembic migrations in
 `migrations/versions/` build exactly this schema; a test checks the two agree.
 
-Datetimes are naive UTC. JSON columns hold small lists/dicts: an item's responses,
-an answer's payload (`{"ranks": [...]}`, `{"choice": "A"}`, `{"score": 5, "flags": [...],
-"notes": ""}`) and a gold item's researcher answer in the same shape.
+Datetimes are naive UTC. JSON columns hold small lists/dicts: an item's responses (and its
+prompt's messages when the prompt is a conversation), an answer's payload (`{"ranks": [...]}`,
+`{"choice": "A"}`, `{"score": 5, "flags": [...], "notes": ""}`) and a gold item's researcher
+answer in the same shape.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ class Item(Base):
     __tablename__ = "items"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
-    prompt: Mapped[str] = mapped_column(Text)
+    prompt: Mapped[str] = mapped_column(Text)  # the prompt's text (a conversation's HH-style transcript)
+    # a conversational prompt's messages, [{"role", "content"}, ...]; null for a plain-text prompt
+    messages: Mapped[list[dict[str, str]] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     responses: Mapped[list[str]] = mapped_column(JSON)  # texts, or clip names for clip items
     policy: Mapped[str | None] = mapped_column(String(255), nullable=True)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)

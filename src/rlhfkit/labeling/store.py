@@ -23,7 +23,7 @@ from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from rlhfkit.feedback.records import RecordError
+from rlhfkit.feedback.records import Prompt, RecordError, as_messages, parse_prompt, prompt_text
 from rlhfkit.labeling import auth
 from rlhfkit.labeling.engine import make_engine, normalize_url  # noqa: F401 (re-exported)
 from rlhfkit.labeling.media import load_media, sha256
@@ -236,8 +236,11 @@ class LabelStore:
         ids: list[int] = []
         with self._tx(write=True) as s:
             for it in checked:
-                row = Item(project_id=p.id, prompt=it.prompt, responses=list(it.responses), policy=it.policy,
-                           is_gold=it.gold is not None, gold=it.gold, meta=dict(it.meta), priority=0.0)
+                # a conversation keeps its messages; the text column holds its transcript
+                messages = None if isinstance(it.prompt, str) else as_messages(it.prompt)
+                row = Item(project_id=p.id, prompt=prompt_text(it.prompt), messages=messages,
+                           responses=list(it.responses), policy=it.policy, is_gold=it.gold is not None,
+                           gold=it.gold, meta=dict(it.meta), priority=0.0)
                 s.add(row)
                 s.flush()
                 for pos, (ctype, data) in enumerate(it.media):
@@ -245,15 +248,15 @@ class LabelStore:
                 ids.append(row.id)
         return ids
 
-    def add_ranking_item(self, project: str, prompt: str, responses: Sequence[str], *,
+    def add_ranking_item(self, project: str, prompt: Prompt, responses: Sequence[str], *,
                          gold: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> int:
         return self.add_items(project, [NewItem(prompt, tuple(responses), gold=gold, meta=meta or {})])[0]
 
-    def add_rating_item(self, project: str, prompt: str, response: str, *,
+    def add_rating_item(self, project: str, prompt: Prompt, response: str, *,
                         gold: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> int:
         return self.add_items(project, [NewItem(prompt, (response,), gold=gold, meta=meta or {})])[0]
 
-    def add_pairwise_item(self, project: str, prompt: str, clip_a_path: str | Path | None = None,
+    def add_pairwise_item(self, project: str, prompt: Prompt, clip_a_path: str | Path | None = None,
                           clip_b_path: str | Path | None = None, *, text_a: str | None = None,
                           text_b: str | None = None, gold: dict[str, Any] | None = None,
                           meta: dict[str, Any] | None = None) -> int:
@@ -300,7 +303,8 @@ class LabelStore:
     def _view(self, s: Session, item: Item, project: ProjectInfo, media: list[MediaRef] | None = None) -> ItemView:
         if media is None:
             media = self._media_refs(s, [item.id])[item.id]
-        return ItemView(item.id, project, item.prompt, tuple(item.responses), tuple(media), item.is_gold,
+        prompt = item.prompt if item.messages is None else parse_prompt(item.messages)
+        return ItemView(item.id, project, prompt, tuple(item.responses), tuple(media), item.is_gold,
                         item.gold, item.policy, dict(item.meta))
 
     def item(self, item_id: int) -> ItemView:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from rlhfkit.errors import UserError
+from rlhfkit.feedback.records import Prompt
 
 
 class LabelError(UserError):
@@ -64,7 +65,7 @@ class MediaRef:
 class ItemView:
     id: int
     project: ProjectInfo
-    prompt: str
+    prompt: Prompt  # a string, or a conversation (a tuple of records.Message)
     responses: tuple[str, ...]
     media: tuple[MediaRef, ...]
     is_gold: bool
