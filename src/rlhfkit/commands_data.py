@@ -14,8 +14,17 @@ from typing import Literal
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records, write_records
-from rlhfkit.feedback.labelers import LabelerPool, agreement_with_gold, inter_labeler_agreement
-from rlhfkit.feedback.records import Comparison, Completions, expand_to_comparisons
+from rlhfkit.feedback.labelers import (
+    LabelerPool,
+    agreement_with_gold,
+    inter_labeler_agreement,
+)
+from rlhfkit.feedback.records import (
+    Comparison,
+    Completions,
+    expand_to_comparisons,
+    prompt_text,
+)
 from rlhfkit.logging import get_logger
 from rlhfkit.runtime import RunDir, seed_everything
 from rlhfkit.tasks.base import gold_of, load_task, task_prompts
@@ -97,8 +106,10 @@ def run_label_sim(cfg: LabelSimConfig) -> dict:
     shared = [c for c in items[: cfg.agreement_items] if len(c.responses) >= 2]  # type: ignore[union-attr]
     per_labeler: dict[str, list[Comparison]] = {}
     for lab in pool.labelers:
-        per_labeler[lab.name] = [lab.compare(c.prompt, c.responses[0], c.responses[1], gold(c.prompt, c.responses[0]),
-                                             gold(c.prompt, c.responses[1]), rng) for c in shared]  # type: ignore[union-attr]
+        per_labeler[lab.name] = [lab.compare(c.prompt, c.responses[0], c.responses[1],  # type: ignore[union-attr]
+                                             gold(prompt_text(c.prompt), c.responses[0]),  # type: ignore[union-attr]
+                                             gold(prompt_text(c.prompt), c.responses[1]), rng)  # type: ignore[union-attr]
+                                 for c in shared]
     pairs = expand_to_comparisons(labels) if cfg.kind != "rating" else []
     summary = {
         "labels": str(output), "records": len(labels), "kind": cfg.kind,
@@ -110,3 +121,18 @@ def run_label_sim(cfg: LabelSimConfig) -> dict:
     log.info("label-sim: %d %s labels; labeler agreement with gold %s", len(labels), cfg.kind,
              summary["gold_agreement_shared"])
     return summary
+
+
+def run_convert_gguf(ns: object) -> Path:
+    """`rlhfkit convert-gguf FILE --out DIR`: a GGUF model (FILE may be `smollm2`) written once as a plain
+    Hugging Face folder, which later runs load in seconds instead of dequantizing the file again."""
+    import sys
+
+    from rlhfkit.lm.gguf import convert_gguf
+
+    out = getattr(ns, "flag__out", None)
+    if not out:
+        raise UserError("convert-gguf: give the folder to write with --out DIR")
+    path = convert_gguf(getattr(ns, "file"), out)  # logs the folder and the parameter count
+    sys.stdout.write(f"{path}\n")
+    return path

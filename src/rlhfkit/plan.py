@@ -189,9 +189,14 @@ def tiny_gpt_shape(mc: ModelConfig) -> ModelShape:
 
 
 def load_shape(path: str | None, default: ModelConfig | None = None) -> ModelShape:
-    """Read `path/config.json` (never the weights); None: the embedded tiny GPT of `default`."""
+    """Read `path/config.json`, or a GGUF file's metadata (never the weights); None: the embedded tiny
+    GPT of `default`."""
     if path is None:
         return tiny_gpt_shape(default or ModelConfig())
+    from rlhfkit.lm.gguf import gguf_config, is_gguf_spec
+
+    if is_gguf_spec(path):  # the config from the file's metadata; counted as the float32 model it loads as
+        return shape_from_hf_config(gguf_config(path), str(path))
     p = Path(path)
     if not (p / "config.json").is_file():
         raise UserError(f"{p}: no config.json (expected a Hugging Face save_pretrained folder)")

@@ -1,5 +1,6 @@
 """Supervised fine-tuning on demonstrations: the NLL of response tokens only
-(InstructGPT step 1, Ouyang et al. 2022, sec. 3.5)."""
+(InstructGPT step 1, Ouyang et al. 2022, sec. 3.5). A chat model's demonstrations go through
+its chat template, and the loss covers every assistant turn of a conversation (`lm/chat.py`)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import torch
 
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
-from rlhfkit.feedback.formats import read_records
+from rlhfkit.feedback.formats import FormatError, line_of, read_records
 from rlhfkit.feedback.records import Demonstration
+from rlhfkit.lm.chat import MaskError
 from rlhfkit.lm.data import (
     collate_sft,
     encode_demonstrations,
-    sft_batch,
     token_logprobs,
 )
 from rlhfkit.lm.models import (
@@ -57,12 +58,25 @@ def load_demonstrations(cfg: SFTConfig) -> list[Demonstration]:
     return read_records(cfg.data, expect=Demonstration)  # type: ignore[return-value]
 
 
-def demo_nll(model, tok, demos: list[Demonstration], max_len: int, batch_size: int = 64) -> float:
+def encode_checked(tok, demos: list[Demonstration], max_len: int, source: str | None) -> list:
+    """`encode_demonstrations`, with a demonstration whose assistant mask cannot be built named by
+    its file and line (or by its index among the task's demonstrations)."""
+    try:
+        return encode_demonstrations(tok, demos, max_len)
+    except MaskError as e:
+        if source is None:
+            raise UserError(f"demonstration {e.index} of the task: {e}") from None
+        field = "messages" if not isinstance(demos[e.index].prompt, str) else "response"
+        raise FormatError(source, line_of(source, e.index), field, str(e)) from None
+
+
+def demo_nll(model, tok, encoded: list, batch_size: int = 64) -> float:
+    """Mean NLL per trained token of encoded demonstrations."""
     model.eval()
     total, count = 0.0, 0.0
     with torch.no_grad():
-        for i in range(0, len(demos), batch_size):
-            b = batch_to(sft_batch(tok, demos[i: i + batch_size], max_len), model.device)
+        for i in range(0, len(encoded), batch_size):
+            b = batch_to(collate_sft(encoded[i: i + batch_size], tok.pad_token_id), model.device)
             lp = token_logprobs(model, b.input_ids, b.attention_mask)
             m = b.loss_mask[:, 1:].to(lp.dtype)
             total += -(lp * m).sum().item()
@@ -81,9 +95,8 @@ def run(cfg: SFTConfig) -> dict:
     model = with_adapters(model, cfg.model, "sft", cfg.lora, cfg.prefix)
     demos = load_demonstrations(cfg)
     n_held = int(len(demos) * cfg.heldout_frac)
-    held, train = demos[:n_held], demos[n_held:]
-
-    enc = encode_demonstrations(tok, train, cfg.max_len)
+    encoded = encode_checked(tok, demos, cfg.max_len, cfg.data)
+    held, enc = encoded[:n_held], encoded[n_held:]
 
     def loss_fn(idx: list[int]):
         b = batch_to(collate_sft([enc[i] for i in idx], tok.pad_token_id), model.device)
@@ -91,12 +104,12 @@ def run(cfg: SFTConfig) -> dict:
         return sft_nll(lp, b.loss_mask[:, 1:])
 
     with MetricsLogger(run_dir.path if is_main_process() else None, cfg.log, resume=cfg.resume) as logger:
-        before = demo_nll(model, tok, held, cfg.max_len) if held else float("nan")
-        steps = fit(run_dir, model, tok, len(train), loss_fn, cfg.optim, cfg.seed, logger, "sft",
+        before = demo_nll(model, tok, held) if held else float("nan")
+        steps = fit(run_dir, model, tok, len(enc), loss_fn, cfg.optim, cfg.seed, logger, "sft",
                     resume=cfg.resume, device=cfg.device)
-        after = demo_nll(model, tok, held, cfg.max_len) if held else float("nan")
+        after = demo_nll(model, tok, held) if held else float("nan")
         logger.log({"eval/sft/nll": after}, steps)
-    summary = {"final": str(run_dir.final), "steps": steps, "demonstrations": len(train),
+    summary = {"final": str(run_dir.final), "steps": steps, "demonstrations": len(enc),
                "heldout_nll_before": before, "heldout_nll": after, "wall_s": time.time() - t0}
     if is_main_process():
         save_model(merged(model), tok, run_dir.final)

@@ -1,8 +1,10 @@
 """Token batches from records: prompt + response sequences with their masks.
 
 A sequence is `prompt ids + response ids + [EOS]`, tokenized in two parts so the
-boundary is exactly where sampling starts. Sequences are right-padded; masks mark
-real tokens (`attention`) and response tokens (`response`, EOS included).
+boundary is exactly where sampling starts; the prompt is rendered through the model's
+chat template where it has one (`lm/chat.py`), and EOS is then the template's end of turn.
+Sequences are right-padded; masks mark real tokens (`attention`) and response tokens
+(`response`, EOS included). A demonstration's loss mask covers all of its assistant turns.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Iterator, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhfkit.feedback.records import Comparison, Demonstration
+from rlhfkit.feedback.records import Comparison, Demonstration, Prompt
+from rlhfkit.lm.chat import encode_conversation, render_prompts, response_text
 from rlhfkit.ops.logprobs import response_logprobs
 from rlhfkit.types import PreferenceBatch, SFTBatch
 
@@ -31,24 +34,30 @@ def _fit(p: list[int], r: list[int], max_len: int) -> tuple[list[int], int]:
     return p + r, len(p)
 
 
-def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, max_len: int
+def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, response: str, max_len: int
                 ) -> tuple[list[int], int]:
     """-> (ids, index of the first response token)."""
-    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return _fit(p, r, max_len)
+    return encode_pairs(tokenizer, [prompt], [response], max_len)[0]
 
 
-def encode_pairs(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], responses: Sequence[str],
+def encode_pairs(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt], responses: Sequence[str],
                  max_len: int) -> list[tuple[list[int], int]]:
     """`encode_pair` for many pairs in two batched tokenizer calls (the Rust tokenizer runs them
     in parallel); the same ids as pair by pair."""
     if not prompts:
         return []
-    ps = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    rs = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+    ps = tokenizer(render_prompts(tokenizer, prompts), add_special_tokens=False)["input_ids"]
+    rs = tokenizer([response_text(tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)],
+                   add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
     return [_fit(p, r + [eos], max_len) for p, r in zip(ps, rs)]
+
+
+def _fit_masked(ids: list[int], mask: list[int], start: int, max_len: int) -> tuple[list[int], list[int]]:
+    """`_fit` for a conversation with its loss mask, whose final answer starts at `start`."""
+    cut, p_len = _fit(ids[:start], ids[start:], max_len)
+    lo = start - p_len  # the first prompt token kept
+    return ids[lo: lo + len(cut)], mask[lo: lo + len(cut)]
 
 
 def pad_right(seqs: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,13 +86,20 @@ class EncodedPreference:
 
 
 def encode_demonstrations(tokenizer: PreTrainedTokenizerBase, demos: Sequence[Demonstration], max_len: int
-                          ) -> list[tuple[list[int], int]]:
-    return encode_pairs(tokenizer, [d.prompt for d in demos], [d.response for d in demos], max_len)
+                          ) -> list[tuple[list[int], list[int]]]:
+    """(ids, loss mask) per demonstration; a conversation's earlier assistant turns are trained on
+    too (`lm.chat.encode_conversation`). A `MaskError` names the demonstration's index."""
+    out = []
+    for i, d in enumerate(demos):
+        ids, mask, start = encode_conversation(tokenizer, d.prompt, d.response, index=i)
+        out.append(_fit_masked(ids, mask, start, max_len))
+    return out
 
 
-def collate_sft(encoded: Sequence[tuple[list[int], int]], pad_id: int) -> SFTBatch:
+def collate_sft(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int) -> SFTBatch:
     ids, att = pad_right([e[0] for e in encoded], pad_id)
-    return SFTBatch(ids, att, _response_mask([e[1] for e in encoded], att))
+    mask, _ = pad_right([e[1] for e in encoded], 0)
+    return SFTBatch(ids, att, mask * att)
 
 
 def sft_batch(tokenizer: PreTrainedTokenizerBase, demos: Sequence[Demonstration], max_len: int) -> SFTBatch:

@@ -1,4 +1,4 @@
-"""Language models: a tiny GPT built offline, or any Hugging Face causal LM on disk.
+"""Language models: a tiny GPT built offline, or any Hugging Face or GGUF causal LM on disk.
 
 - `train_tokenizer`: byte-level BPE trained on the corpus with `tokenizers`, wrapped
   as a `PreTrainedTokenizerFast` (so it saves and loads like any HF tokenizer).
@@ -12,6 +12,8 @@
 - `with_prefix`: optional prefix tuning through `peft` (Li & Liang 2021). A prefix does not
   fold into the weights: `final/` then holds the prefix and, in `final/base/`, the frozen
   model; `load_policy` and `reward_model_from` load such folders for sampling and scoring.
+- A GGUF file (`model.gguf`, or the alias `smollm2`) works wherever a folder does: the loaders
+  hand it to `lm/gguf.py`, which dequantizes it into a plain model.
 """
 
 from __future__ import annotations
@@ -100,6 +102,11 @@ def use_fused_kernels(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _check_dir(path: str | Path, what: str, need_config: bool = True) -> Path:
+    """The model folder, or for a GGUF spec (`lm/gguf.py`) its file."""
+    from rlhfkit.lm.gguf import gguf_path, is_gguf_spec
+
+    if is_gguf_spec(path):
+        return gguf_path(path)
     p = Path(path)
     if not p.is_dir():
         raise UserError(f"{what} {p}: no such directory (expected a Hugging Face save_pretrained folder)")
@@ -123,14 +130,30 @@ def _saved_prefix_task(folder: Path) -> str:
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+    from rlhfkit.lm.gguf import is_gguf_spec, load_gguf_tokenizer
+
+    if is_gguf_spec(path):
+        return load_gguf_tokenizer(path)
     p = _check_dir(path, "tokenizer", need_config=False)
     try:
         tok = AutoTokenizer.from_pretrained(p)
     except (OSError, ValueError) as e:
         raise UserError(f"{p}: cannot load a tokenizer ({e})") from e
-    if tok.pad_token_id is None:
-        # Many causal LMs ship without a pad token; padding is always masked, so EOS serves.
-        tok.pad_token = tok.eos_token
+    return fit_special_tokens(tok)
+
+
+def fit_special_tokens(tok: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
+    """EOS is where an answer ends: a chat template's end-of-turn token (`lm.chat.fit_end_of_turn`).
+    Pad must not be EOS where another special token can serve: a scalar head reads a sequence's
+    last non-pad token, which must be the EOS that ends the answer (SmolLM2 ships pad = EOS =
+    `<|im_end|>`; its `<|endoftext|>` is unused in chat and becomes pad). Many causal LMs ship
+    without a pad token: then EOS serves, as padding is always masked."""
+    from rlhfkit.lm.chat import fit_end_of_turn
+
+    fit_end_of_turn(tok)
+    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
+        spare = [t for t in (EOS, tok.unk_token) if t and t != tok.eos_token and t in tok.get_vocab()]
+        tok.pad_token = spare[0] if spare else tok.eos_token
     return tok
 
 
@@ -145,6 +168,10 @@ def check_compatible(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast,
 
 
 def load_policy(path: str | Path, dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    from rlhfkit.lm.gguf import is_gguf_spec, load_gguf
+
+    if is_gguf_spec(path):
+        return load_gguf(path, "causal", dtype)
     p = _check_dir(path, "model")
     tok = load_tokenizer(p)
     base = prefix_base(p)
@@ -164,6 +191,10 @@ def load_policy(path: str | Path, dtype: torch.dtype | None = None) -> tuple[Pre
 def reward_model_from(path: str | Path, dtype: torch.dtype | None = None
                       ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A scalar-head model: from a trained reward model, or a fresh head on a policy backbone."""
+    from rlhfkit.lm.gguf import is_gguf_spec, load_gguf
+
+    if is_gguf_spec(path):
+        return load_gguf(path, "reward", dtype)
     p = _check_dir(path, "model")
     tok = load_tokenizer(p)
     base = prefix_base(p)

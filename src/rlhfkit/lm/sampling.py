@@ -1,4 +1,7 @@
-"""Sampling K responses per prompt from a causal LM (the lean loop of `lm.decode`, or HF `generate`)."""
+"""Sampling K responses per prompt from a causal LM (the lean loop of `lm.decode`, or HF `generate`).
+Prompts go through the model's chat template where it has one; a response ends at EOS, which for
+a chat model is the template's end-of-turn token (`lm.chat.fit_end_of_turn`), and its text is
+decoded without it."""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhfkit.feedback.records import Completions
+from rlhfkit.feedback.records import Completions, Prompt
+from rlhfkit.lm.chat import render_prompts
 from rlhfkit.lm.decode import decode, supports_lean
 from rlhfkit.logging import progress
 from rlhfkit.types import Rollout
@@ -16,9 +20,9 @@ ENGINES = ("auto", "lean", "hf")
 
 
 @torch.no_grad()
-def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt],
              max_new_tokens: int = 48, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             greedy: bool = False, max_prompt_tokens: int = 64, engine: str = "auto") -> Rollout:
+             greedy: bool = False, max_prompt_tokens: int = 256, engine: str = "auto") -> Rollout:
     """One sampled response per prompt. Prompts are left-padded so responses start at one index.
     The rollout's tensors live on the model's device (a GPU rollout never leaves the GPU).
     `engine`: lean (`lm.decode`), hf (`model.generate`), or auto: lean where it computes what HF
@@ -50,10 +54,12 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     return to_rollout(ids, att, resp, tokenizer, prompts)
 
 
-def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], max_prompt_tokens: int
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt], max_prompt_tokens: int
                    ) -> list[list[int]]:
-    """Each prompt's token ids, keeping its last `max_prompt_tokens` (the end is what the reply follows)."""
-    return [tokenizer(p, add_special_tokens=False)["input_ids"][-max_prompt_tokens:] for p in prompts]
+    """Each prompt's token ids, through the model's chat template where it has one (`lm.chat`),
+    keeping its last `max_prompt_tokens` (the end is what the reply follows)."""
+    rendered = tokenizer(render_prompts(tokenizer, prompts), add_special_tokens=False)["input_ids"]
+    return [ids[-max_prompt_tokens:] for ids in rendered]
 
 
 def left_padded(enc: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -50,6 +50,11 @@ def rollout_sampler(backend: str, policy_dir: str | Path | None, policy: nn.Modu
                         "use rollout.backend=hf under accelerate launch")
     if policy_dir is None:
         raise UserError("rollout.backend=vllm builds its engine from the policy folder: give --policy PATH")
+    from rlhfkit.lm.gguf import is_gguf_spec
+
+    if is_gguf_spec(policy_dir):
+        raise UserError(f"rollout.backend=vllm builds its engine from a Hugging Face folder, not GGUF {policy_dir}: "
+                        f"rlhfkit convert-gguf {policy_dir} --out DIR, then --policy DIR")
     from rlhfkit.lm.vllm_backend import VLLMEngine
 
     dtype = next(policy.parameters()).dtype
