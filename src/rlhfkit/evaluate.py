@@ -9,13 +9,14 @@ policy, one sample per prompt, then
 - on-topic: the fraction of responses on the prompt's subject, for a task that says
   (`task.on_topic(prompt, response)` -> bool, or None where it cannot tell; the review task:
   does the response name the item asked about),
+- the task's own measures, for a task with `metrics(prompts, responses) -> dict` (the
+  constraints task: IFEval's prompt-level and instruction-level accuracy with their CIs),
 each with a 95% confidence interval (normal approximation over prompts). Gold score and
 win-rate need the task's gold scorer; for a task without one they are None.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -33,17 +34,10 @@ from rlhfkit.lm.scoring import RewardModel, best_of_n
 from rlhfkit.logging import get_logger, progress
 from rlhfkit.ops.kl import best_of_n_kl
 from rlhfkit.runtime import RunDir, seed_everything
+from rlhfkit.stats import mean_ci
 from rlhfkit.tasks.base import Task, gold_of, load_task, task_prompts
 
 log = get_logger(__name__)
-
-
-def mean_ci(xs: Sequence[float]) -> tuple[float, list[float]]:
-    n = len(xs)
-    m = sum(xs) / n
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / max(1, n - 1))
-    h = 1.96 * sd / math.sqrt(n)
-    return m, [m - h, m + h]
 
 
 def win_rate(prompts: Sequence[str], responses: Sequence[str], ref_responses: Sequence[str],
@@ -104,9 +98,13 @@ def score_responses(prompts: Sequence[str], responses: Sequence[str], ref_respon
         k, k_ci = mean_ci(list(kls))
     else:
         k, k_ci = (kl_value or 0.0), [kl_value or 0.0, kl_value or 0.0]
-    return {"winrate_vs_sft": w, "winrate_ci": w_ci, "gold": g, "gold_ci": g_ci, "proxy": p, "proxy_ci": p_ci,
-            "kl": k, "kl_ci": k_ci, "on_topic": t, "on_topic_ci": t_ci,
-            "samples": [{"prompt": a, "response": b} for a, b in zip(prompts[:4], responses[:4])]}
+    row = {"winrate_vs_sft": w, "winrate_ci": w_ci, "gold": g, "gold_ci": g_ci, "proxy": p, "proxy_ci": p_ci,
+           "kl": k, "kl_ci": k_ci, "on_topic": t, "on_topic_ci": t_ci,
+           "samples": [{"prompt": a, "response": b} for a, b in zip(prompts[:4], responses[:4])]}
+    metrics = getattr(task, "metrics", None)  # a task's own measures (the constraints task: IFEval's accuracies)
+    if metrics is not None:
+        row["task_metrics"] = metrics(list(prompts), list(responses))
+    return row
 
 
 @dataclass
@@ -120,6 +118,7 @@ class EvalConfig(RunConfig):
     n_prompts: int = F(200, "eval prompts drawn from the task")
     task_seed: int = F(0, "seed of the embedded task's generator")
     max_new_tokens: int = F(48, "max response tokens")
+    rm_max_len: int = F(96, "max tokens the reward model reads (prompt + response; a chat template adds its own)")
 
 
 def evaluate_all(cfg: EvalConfig) -> dict[str, dict]:
@@ -131,7 +130,7 @@ def evaluate_all(cfg: EvalConfig) -> dict[str, dict]:
     gold = gold_of(task)
     if gold is None:
         log.info("eval: task %s has no gold scorer; gold score and win-rate are left out", task.name)
-    rm = RewardModel(cfg.reward_model)
+    rm = RewardModel(cfg.reward_model, cfg.rm_max_len)
     ref, tok = load_policy(cfg.reference)
     ref.eval()
     ref_responses, _ = sample_policy(ref, tok, prompts, cfg.max_new_tokens)

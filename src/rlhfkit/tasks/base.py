@@ -9,6 +9,8 @@ its named parts where it has them (`gold.parts`).
 
 Commands take a task as `--task SPEC` (`load_task`):
 - `reviews` (the default): the embedded review task (`tasks/reviews.py`);
+- `constraints`: the embedded instruction-following task with verifiable constraints, in the
+  spirit of IFEval (`tasks/constraints.py`);
 - `module:attribute`: a Task object in an importable module, or a callable returning one;
 - a prompts file (`.txt`, one prompt per line, or `.jsonl` with a "prompt" field): prompts
   only, no gold.
@@ -72,6 +74,10 @@ def load_task(spec: str | Task | None, seed: int = 0) -> Task:
         from rlhfkit.tasks.reviews import ReviewTask
 
         return ReviewTask(seed)
+    if spec == "constraints":
+        from rlhfkit.tasks.constraints import ConstraintsTask
+
+        return ConstraintsTask(seed)
     path = Path(spec)
     if path.suffix in (".txt", ".jsonl", ".json") or path.exists():
         from rlhfkit.feedback.formats import read_text_rows
@@ -81,7 +87,8 @@ def load_task(spec: str | Task | None, seed: int = 0) -> Task:
         return PromptsTask(tuple(read_text_rows(str(path), "prompt", "prompts")), name=path.stem)
     module, sep, attr = spec.partition(":")
     if not sep or not module or not attr:
-        raise UserError(f"--task {spec!r}: give `reviews`, a prompts file (.txt/.jsonl) or module:attribute")
+        raise UserError(f"--task {spec!r}: give `reviews`, `constraints`, a prompts file (.txt/.jsonl) "
+                        "or module:attribute")
     obj = _import(module, attr, "--task")
     if not hasattr(obj, "prompts") and callable(obj):  # a factory, called with no arguments
         try:
