@@ -64,7 +64,7 @@ def test_pretraining_corpus_names_the_item_again_demonstrations_once():
 class _LengthRM:
     """A stand-in reward model: longer is better (the evaluation only needs scores)."""
 
-    def __init__(self, path) -> None:
+    def __init__(self, path, max_len: int = 96) -> None:
         self.path = path
 
     def __call__(self, prompts, responses) -> torch.Tensor:

@@ -25,7 +25,13 @@ import torch
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
-from rlhfkit.feedback.records import Comparison, Ranking, Rating, expand_to_comparisons
+from rlhfkit.feedback.records import (
+    Comparison,
+    Ranking,
+    Rating,
+    expand_to_comparisons,
+    prompt_text,
+)
 from rlhfkit.lm.data import (
     EncodedPreference,
     encode_pairs,
@@ -105,9 +111,10 @@ def evaluate(model, tok, pairs: Sequence[Comparison], max_len: int, gold: Gold |
         "n_heldout": len(decided),
         "gold_accuracy": None,
     }
-    if gold is not None:
-        chosen = gold.batch(prompts, [c.chosen for c in decided])
-        rejected = gold.batch(prompts, [c.rejected for c in decided])
+    if gold is not None:  # a gold scorer reads text: a conversation as its transcript
+        texts = [prompt_text(x) for x in prompts]
+        chosen = gold.batch(texts, [c.chosen for c in decided])
+        rejected = gold.batch(texts, [c.rejected for c in decided])
         g = [a - b for a, b in zip(chosen, rejected)]
         out["gold_accuracy"] = sum((x > 0) + 0.5 * (x == 0) for x in g) / len(g)
     return out
