@@ -128,25 +128,21 @@ def stages(a: argparse.Namespace, out: Path, base: str) -> dict[str, dict]:
     return s
 
 
-def greedy_answers(path: str, prompts: list[str], max_new_tokens: int, batch: int) -> list[str]:
-    from rlhfkit.lm.models import load_policy
+def greedy_answers(model, tok, prompts: list[str], max_new_tokens: int, batch: int, name: str) -> list[str]:
     from rlhfkit.lm.sampling import generate
     from rlhfkit.logging import progress
 
-    model, tok = load_policy(path)
     out: list[str] = []
-    for i in progress(range(0, len(prompts), batch), desc=f"greedy answers ({Path(path).parent.name})"):
+    for i in progress(range(0, len(prompts), batch), desc=f"greedy answers ({name})"):
         out.extend(generate(model, tok, prompts[i: i + batch], max_new_tokens=max_new_tokens, greedy=True).responses)
     return out
 
 
-def kl_to(path: str, base, prompts: list[str], max_new_tokens: int) -> tuple[float, list[float]]:
+def kl_to(model, tok, base, prompts: list[str], max_new_tokens: int) -> tuple[float, list[float]]:
     """Mean KL(pi || base) over sampled answers, with a 95% CI."""
     from rlhfkit.evaluate import sample_policy
-    from rlhfkit.lm.models import load_policy
     from rlhfkit.stats import mean_ci
 
-    model, tok = load_policy(path)
     _, kls = sample_policy(model, tok, prompts, max_new_tokens, batch_size=32, ref=base)
     return mean_ci(kls)
 
@@ -180,19 +176,20 @@ def evaluate(a: argparse.Namespace, out: Path, base: str, s: dict[str, dict]) ->
 
     rows: dict[str, Any] = {}
     t = time.time()
-    rows["base"] = row(greedy_answers(base, prompts, a.max_new_tokens, a.batch), prompts, None)
+    base_model_, tok = load_policy(base)
+    rows["base"] = row(greedy_answers(base_model_, tok, prompts, a.max_new_tokens, a.batch, "base"), prompts, None)
     TIMES["eval base"] = time.time() - t
-    base_model_, _ = load_policy(base)
     kl_prompts = prompts[: a.kl_prompts]
     for name in ("ppo", "grpo", "dpo"):
-        path, t = s[name]["final"], time.time()
-        rows[name] = row(greedy_answers(path, prompts, a.max_new_tokens, a.batch), prompts, rows["base"]["ok"])
-        rows[name]["kl"], rows[name]["kl_ci"] = kl_to(path, base_model_, kl_prompts, a.max_new_tokens)
+        t = time.time()
+        model, _ = load_policy(s[name]["final"])
+        answers = greedy_answers(model, tok, prompts, a.max_new_tokens, a.batch, name)
+        rows[name] = row(answers, prompts, rows["base"]["ok"])
+        rows[name]["kl"], rows[name]["kl_ci"] = kl_to(model, tok, base_model_, kl_prompts, a.max_new_tokens)
         TIMES[f"eval {name}"] = time.time() - t
     bo, t = prompts[: a.bo_prompts], time.time()
-    policy, tok = base_model_, load_policy(base)[1]
     rm = RewardModel(s["rm"]["final"], a.max_len, batch_size=32)
-    best, _, _ = best_of_n(policy, tok, rm, bo, a.best_of, batch_size=64, max_new_tokens=a.max_new_tokens)
+    best, _, _ = best_of_n(base_model_, tok, rm, bo, a.best_of, batch_size=64, max_new_tokens=a.max_new_tokens)
     name = f"bo{a.best_of}"
     rows[name] = row(best, bo, rows["base"]["ok"][: len(bo)])
     rows[name]["kl"] = best_of_n_kl(a.best_of)

@@ -19,7 +19,6 @@ asking the template for `{% generation %}` markers, which most templates lack (T
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
@@ -84,13 +83,14 @@ def end_of_turn_token(tok: PreTrainedTokenizerBase) -> str | None:
         return None
     at = text.rfind(_PROBE)
     tail = _ids(tok, text[at + len(_PROBE):]) if at >= 0 else []
-    if not tail or tail[0] not in set(tok.all_special_ids) | _added_special(tok):
-        return None
-    return tok.convert_ids_to_tokens(tail[0])
+    token = tok.convert_ids_to_tokens(tail[0]) if tail else None
+    return token if token in special_tokens(tok) else None
 
 
-def _added_special(tok: PreTrainedTokenizerBase) -> set[int]:
-    return {i for i, t in getattr(tok, "added_tokens_decoder", {}).items() if getattr(t, "special", False)}
+def special_tokens(tok: PreTrainedTokenizerBase) -> set[str]:
+    """The tokenizer's special tokens: its named ones and every added token marked special."""
+    added = getattr(tok, "added_tokens_decoder", {}).values()
+    return set(tok.all_special_tokens) | {t.content for t in added if getattr(t, "special", False)}
 
 
 def fit_end_of_turn(tok: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -149,9 +149,3 @@ def _check_mask(mask: Sequence[int], index: int) -> None:
     if all(mask):
         raise MaskError(index, "the assistant mask covers the whole sequence: the chat template wrote no prompt "
                                "tokens around the assistant turn")
-
-
-def describe(tok: PreTrainedTokenizerBase) -> dict[str, Any]:
-    """What a run should record about how it talks to the model."""
-    return {"chat_template": has_template(tok), "eos": tok.eos_token, "bos": tok.bos_token,
-            "example_prompt": render_prompt(tok, "Hello") if has_template(tok) else None}

@@ -46,10 +46,13 @@ _NOT_CAUSAL_LM = {"general", "tokenizer", "t5", "umt5", "t5encoder"}
 _USER = "rlhfkit-user-turn"  # rendered through the chat template to find the tokens opening a turn
 
 
+def _is_alias(spec: str | Path) -> bool:
+    return str(spec) == SMOLLM2 and not Path(spec).exists()
+
+
 def is_gguf_spec(spec: str | Path) -> bool:
     """Whether `spec` names a GGUF model: a `.gguf` path, or the `smollm2` alias (when no such path exists)."""
-    s = str(spec)
-    return s.lower().endswith(".gguf") or (s == SMOLLM2 and not Path(s).exists())
+    return str(spec).lower().endswith(".gguf") or _is_alias(spec)
 
 
 def smollm2_file() -> Path:
@@ -69,7 +72,7 @@ def smollm2_file() -> Path:
 
 def gguf_path(spec: str | Path) -> Path:
     """The file a GGUF spec names."""
-    if str(spec) == SMOLLM2 and not Path(spec).exists():
+    if _is_alias(spec):
         return smollm2_file()
     path = Path(spec).expanduser()
     if not path.is_file():
@@ -186,9 +189,10 @@ def turn_openers(tok: PreTrainedTokenizerFast) -> set[str]:
         return set()
     if not (isinstance(plain, str) and isinstance(opened, str) and opened.startswith(plain)):
         return set()
+    from rlhfkit.lm.chat import special_tokens
+
     header = opened[len(plain):]
-    specials = set(tok.all_special_tokens) | {t.content for t in tok.added_tokens_decoder.values() if t.special}
-    return {s for s in specials if s and s in header}
+    return {s for s in special_tokens(tok) if s and s in header}
 
 
 def repair_swapped_eos(tok: PreTrainedTokenizerFast, where: str) -> None:

@@ -102,11 +102,6 @@ def use_fused_kernels(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _check_dir(path: str | Path, what: str, need_config: bool = True) -> Path:
-    """The model folder, or for a GGUF spec (`lm/gguf.py`) its file."""
-    from rlhfkit.lm.gguf import gguf_path, is_gguf_spec
-
-    if is_gguf_spec(path):
-        return gguf_path(path)
     p = Path(path)
     if not p.is_dir():
         raise UserError(f"{what} {p}: no such directory (expected a Hugging Face save_pretrained folder)")

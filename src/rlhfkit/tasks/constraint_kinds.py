@@ -22,6 +22,7 @@ import json
 import random
 import re
 import string
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -61,7 +62,7 @@ def _blocks(parts: list[str]) -> int:
     return sum(1 for p in parts if _LETTER.search(p))
 
 
-class Constraint:
+class Constraint(ABC):
     """One verifiable instruction (see the module docstring). Subclasses are frozen dataclasses
     whose fields are named as the `{fields}` of their `template`."""
 
@@ -93,8 +94,9 @@ class Constraint:
     def draw(cls, rng: random.Random, request: str) -> Constraint:
         return cls(rng.choice(cls.choices)) if cls.choices else cls()
 
+    @abstractmethod
     def check(self, response: str) -> bool:
-        raise NotImplementedError
+        """Whether `response` meets this constraint."""
 
     def mandated_text(self) -> str:
         """Text this constraint forces into the answer (to keep other constraints from forbidding it)."""
