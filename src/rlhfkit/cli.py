@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "rlhfkit.labeling.commands",
     "rlhfkit.imitation.commands",
     "rlhfkit.control.commands",
+    "rlhfkit.offline.commands",
     "rlhfkit.aggregation.commands",
     "rlhfkit.commands_plan",
 ]

@@ -168,7 +168,13 @@ def save_checkpoint(run: RunDir, step: int, models: dict[str, Any], trainer_stat
     target = run.checkpoints / f"step-{step}"
     with atomic_dir(target) as tmp:
         for name, model in models.items():
-            model.save_pretrained(tmp / name)
+            if hasattr(model, "save_pretrained"):
+                model.save_pretrained(tmp / name)
+            else:  # a plain torch module (the offline wing's models)
+                from safetensors.torch import save_model
+
+                (tmp / name).mkdir()
+                save_model(model, str(tmp / name / "model.safetensors"))
         state = dict(trainer_state, step=step, rng=rng_state())
         import torch
 
