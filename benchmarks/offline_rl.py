@@ -74,6 +74,11 @@ def run_env(env: str, args, out: Path) -> dict:
         old = json.loads(cache.read_text())
         if old.get("settings") == settings:
             print(f"\n{env}: reusing {cache} (same settings; --rerun to measure again)")
+            if args.redo_cdt:
+                old["cdt"] = cdt_block(env, Path(old["collect"]["folder"]), args, out)
+                cache.write_text(json.dumps(old, indent=1, default=float))
+            else:
+                print_cached(env, old)
             return old
     col = collect(env, Path(args.data_root), args.collect_args)
     folder = col["folder"]
@@ -121,6 +126,7 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--threads", type=int, default=1, help="torch threads (small models: 1 is as fast)")
     p.add_argument("--rerun", action="store_true", help="measure again even where results are cached")
+    p.add_argument("--redo-cdt", action="store_true", help="where results are cached, measure the CDT block again")
     p.add_argument("--data-root", default="runs/offline-data")
     p.add_argument("--out", default="runs/offline-bench")
     p.add_argument("--collect-args", nargs=argparse.REMAINDER, default=[], help="passed to offline collect")
@@ -146,6 +152,15 @@ def main() -> None:
     print(f"\nRESULT dt_minus_bc={fmt(margins_bc)} dt_minus_hf={fmt(margins_hf)} spearman={fmt(spearmans)} "
           f"cdt_cost={max(cdt_costs) if cdt_costs else float('nan'):.3f} cdt_minus_bcsafe={fmt(cdt_margins)} "
           f"collect_s={collect_s if collect_s is not None else float('nan'):.0f}")
+
+
+def print_cached(env: str, res: dict) -> None:
+    for mixture, m in res["mixtures"].items():
+        print(f"{env} / {mixture} at target {m['main_target']:.0f}: " + ", ".join(
+            f"{k} {ms(v)}" for k, v in m["scores"].items()) + f"; Spearman {m['spearman']:.2f}")
+    for k, v in res["cdt"]["per_threshold"].items():
+        print(f"{env} CDT threshold {float(k):.1f}: CDT {ms(v['cdt_score'])} cost {np.mean(v['cdt_norm_cost']):.2f} | "
+              f"BC-Safe {ms(v['bcsafe_score'])} cost {np.mean(v['bcsafe_norm_cost']):.2f}")
 
 
 def cdt_block(env: str, folder: Path, args, out: Path) -> dict:

@@ -194,8 +194,11 @@ def test_a_cut_build_resumes_and_rebuilds_the_same_data(cartpole, tmp_path, caps
 
 def test_pendulum_build_has_continuous_actions_within_bounds(tmp_path) -> None:
     cfg = CollectConfig(env="Pendulum-v1", out=str(tmp_path), steps=300, transitions=400, checkpoints=3,
-                        eval_episodes=1, n_envs=2, algo_kwargs={"learning_starts": 100})
+                        eval_episodes=1, n_envs=2,
+                        algo_kwargs={"learning_starts": 100, "policy_kwargs": {"net_arch": [32, 32]}})
     summary = run_collect(cfg)
+    # SB3 writes into policy_kwargs; the settings saved must still match a second identical call
+    assert run_collect(cfg)["reused"]
     assert set(summary["mixtures"]) == set(MIXTURES)
     expert = load_mixture(tmp_path, "expert")
     info = expert.info

@@ -9,6 +9,7 @@ and the buffer holds both).
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -39,6 +40,9 @@ def make_agent(algo: str, env: gym.Env, seed: int, overrides: dict[str, Any] | N
 
     cls = {"ppo": PPO, "sac": SAC, "a2c": A2C}[algo]
     kwargs = {"ppo": PPO_DEFAULTS, "sac": SAC_DEFAULTS, "a2c": {}}[algo] | (overrides or {})
+    # a deep copy: SB3 writes into policy_kwargs (it adds use_sde), which would change the module's
+    # defaults and the caller's settings (the offline dataset cache compares them)
+    kwargs = copy.deepcopy(kwargs)
     return cls("MlpPolicy", env, seed=seed, verbose=0, device="cpu", **kwargs)
 
 

@@ -35,7 +35,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from unittest import mock
 
 import numpy as np
 import torch
@@ -324,6 +323,20 @@ def _removed_on_error(path: Path) -> Iterator[None]:
         raise
 
 
+@contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    """Set an environment variable for the duration of the block, then put it back."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def export_minari(folder: str | Path, mixture: str, out_dir: str | Path | None = None, *,
                   namespace: str = "rlhfkit", overwrite: bool = False) -> str:
     """Write `<folder>/<mixture>.npz` as the Minari dataset `<namespace>/<env>/<mixture>-v0`
@@ -348,7 +361,7 @@ def export_minari(folder: str | Path, mixture: str, out_dir: str | Path | None =
                              rewards=e.rewards.tolist(), terminations=e.terminations.tolist(),
                              truncations=e.truncations.tolist(), infos={"cost": [0.0, *e.costs.tolist()]})
                for i, e in enumerate(data.episodes)]
-    with mock.patch.dict(os.environ, {"MINARI_DATASETS_PATH": str(root)}):  # Minari reads it at each call
+    with _environ("MINARI_DATASETS_PATH", str(root)):  # Minari reads it at each call
         path = get_dataset_path(dataset_id)
         if path.exists():
             if not overwrite:

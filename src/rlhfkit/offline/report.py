@@ -82,8 +82,9 @@ def _table(points: list[dict], keys: list[str]) -> list[str]:
 
 def write(folder: Path, summary: dict[str, Any]) -> None:
     title = f"{summary.get('method')} on {summary.get('env')}/{summary.get('mixture')}, seed {summary.get('seed')}"
-    lines = [f"# {title}", "", f"Normalized score (D4RL formula, this dataset's references): "
-             f"**{summary.get('score', float('nan')):.1f}**", ""]
+    at = f" at target return {summary['main_target']:.1f}" if summary.get("main_target") is not None else ""
+    lines = [f"# {title}", "", f"Normalized score{at} (D4RL formula, this dataset's reference returns; "
+             f"the CDT's is its lowest over the thresholds): **{summary.get('score', float('nan')):.1f}**", ""]
     if summary.get("targets"):
         plot_targets(folder / "return_vs_target.png", summary["targets"], title)
         lines += ["## Return conditioning", "", f"Spearman(target, achieved) = {summary.get('spearman', 0):.2f}", "",
