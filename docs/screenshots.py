@@ -1,6 +1,7 @@
 """Screenshots of the labeling app's pages for docs/labeling.md, taken in headless Chromium.
 
     python docs/screenshots.py            # writes docs/img/label_{ranking,pairwise,rating,admin}.png
+                                          # and label_{instructions,demonstration,admin_demos}.png
 
 Needs Debian's chromium (or $RLHFKIT_CHROMIUM) and the playwright package. The server runs
 on loopback in this process, on a throwaway database.
@@ -18,6 +19,16 @@ from pathlib import Path
 
 OUT = Path(__file__).parent / "img"
 PASSWORD = "screenshots only"
+INSTRUCTIONS = """# Writing demonstrations
+
+Write the reply **a careful, friendly assistant** would give. In order of importance:
+
+1. *Helpful*: answer what was asked; ask for clarification when the request is ambiguous.
+2. *Truthful*: do not make things up; say so when you are not sure.
+3. *Harmless*: decline requests that would hurt someone, and say why.
+
+Keep it under 200 words unless the task needs more. See the [style guide](https://example.org/style).
+"""
 
 
 def _clip(path: Path, x0: int, dx: int, color: tuple[int, int, int]) -> Path:
@@ -56,6 +67,11 @@ def _fill(store, tmp: Path) -> None:
                           "Keep a consistent bedtime routine: bath, a short story, lights out at the same time. "
                           "If they wake, comfort them briefly and calmly without turning the lights on. "
                           "Most children settle within two weeks; ask your pediatrician if it persists.")
+    store.create_project("assistant-demos", "demonstration", labels_per_item=2, min_chars=80,
+                         instructions=INSTRUCTIONS)
+    store.add_demonstration_item("assistant-demos", "My landlord hasn't returned my deposit after 45 days. "
+                                 "What can I do?", context="The user lives in California.")
+    store.add_demonstration_item("assistant-demos", "Write a two-line poem about autumn for a birthday card.")
 
 
 def main() -> int:
@@ -112,9 +128,36 @@ def main() -> int:
             store.submit(user, item.id, f"shots-{name}-clip", {"choice": choice}, seconds_active=3.0)
         page.goto("/admin")
         page.screenshot(path=str(OUT / "label_admin.png"), full_page=True)
+
+        page.goto("/p/assistant-demos/next")  # the instructions come before the first task
+        page.click("#start")
+        page.wait_for_url("**/p/assistant-demos/item/*")
+        page.keyboard.press("w")
+        page.keyboard.type("In California a landlord has 21 days to return a deposit or send an itemized list "
+                           "of deductions. Send a written demand letter first; if that fails, you can sue in "
+                           "small claims court")
+        page.wait_for_timeout(1500)  # the draft autosaves
+        page.keyboard.press("Escape")
+        page.screenshot(path=str(OUT / "label_demonstration.png"), full_page=True)
+        page.keyboard.press("i")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(OUT / "label_instructions.png"))
+        page.keyboard.press("i")
+        page.keyboard.press("w")
+        page.keyboard.type(" for up to $12,500.")
+        page.keyboard.press("Control+Enter")
+        page.wait_for_selector("#progress:has-text('item 2 of 2')")
+        user = store.user("ann")
+        item = store.next_item("assistant-demos", user)  # the one maria answered
+        answer = store.submit(user, item.id, "shots-ann-demo", {"text": "Ask for it in writing, citing the "
+                              "21-day rule (Civil Code 1950.5). If they still refuse, file in small claims court."},
+                              seconds_active=3.0)
+        store.rate_demonstration(store.user("maria"), answer.answer_id, 5)
+        page.goto("/admin/p/assistant-demos")
+        page.screenshot(path=str(OUT / "label_admin_demos.png"), full_page=True)
         browser.close()
     server.should_exit = True
-    for name in ("ranking", "pairwise", "rating", "admin"):
+    for name in ("ranking", "pairwise", "rating", "admin", "demonstration", "instructions", "admin_demos"):
         sys.stdout.write(f"wrote {OUT / f'label_{name}.png'}\n")
     return 0
 

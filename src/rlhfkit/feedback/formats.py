@@ -29,6 +29,7 @@ rename it into place, so a failed write never leaves a half-written file.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -46,7 +47,6 @@ from rlhfkit.feedback.records import (
     Record,
     RecordError,
     as_messages,
-    expand_to_comparisons,
     parse_messages,
     record_to_dict,
 )
@@ -286,12 +286,32 @@ def _one_type_per_column(path: Path, rows: list[dict[str, Any]], columns: list[s
                               "conversational prompts) in one column; write JSONL, or one file for each")
 
 
+def preference_pairs(records: Iterable[Record]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """TRL's `prompt/chosen/rejected` rows, and what was left out, counted by reason.
+
+    A comparison is one row; a ranking its strict pairs (`Ranking.to_comparisons`). That format
+    cannot say "tie", so tied comparisons and tied ranking pairs are left out; ratings,
+    demonstrations and completions are not preference pairs and are left out too. Reasons:
+    "tied comparison", "tied ranking pair", or the record's kind."""
+    rows: list[dict[str, Any]] = []
+    skipped: Counter[str] = Counter()
+    for r in records:
+        if isinstance(r, (Comparison, Ranking)):
+            for c in [r] if isinstance(r, Comparison) else r.to_comparisons():
+                if c.tie:
+                    skipped["tied comparison" if isinstance(r, Comparison) else "tied ranking pair"] += 1
+                else:
+                    rows.append(preference_row(c))
+        else:
+            skipped[r.kind] += 1
+    return rows, dict(skipped)
+
+
 def export_preference_pairs(path: str | Path, records: Iterable[Record]) -> int:
     """`prompt/chosen/rejected` rows, as TRL and `datasets.load_dataset("json", ...)` read them.
 
     Rankings are expanded to pairs; ties are dropped (that format has no tie field)."""
-    pairs = expand_to_comparisons(list(records))
-    return write_rows(path, [preference_row(c) for c in pairs if not c.tie])
+    return write_rows(path, preference_pairs(records)[0])
 
 
 def read_text_rows(path: str | Path, field: str, what: str) -> list[str]:

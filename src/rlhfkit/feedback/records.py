@@ -1,6 +1,6 @@
 """Records of human (or simulated) judgment: what every learner from feedback reads.
 
-- `Demonstration(prompt, response)`: what a labeler would write (SFT data).
+- `Demonstration(prompt, response, labeler)`: what a labeler would write (SFT data).
 - `Comparison(prompt, chosen, rejected, tie, weight, labeler)`: one pairwise judgment.
 - `Ranking(prompt, responses best-to-worst, labeler)`: K responses ordered; it expands
   to its C(K, 2) comparisons, each weighted 1/C(K, 2) so that every ranking counts
@@ -162,10 +162,13 @@ class Demonstration:
     kind: ClassVar[str] = "demonstration"
     prompt: Prompt
     response: str
+    labeler: str | None = None  # who wrote it (the labeling app's export); None for other sources
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         _need_prompt(self)
         _need_str("response", self.response, allow_empty=False)
+        _need_opt_str("labeler", self.labeler)
 
 
 @dataclass(frozen=True)
@@ -297,6 +300,8 @@ def record_to_dict(record: Record) -> dict[str, Any]:
         d.pop("meta", None)
     if d.get("ranks") is None:
         d.pop("ranks", None)
+    if isinstance(record, Demonstration) and record.labeler is None:
+        d.pop("labeler")  # plain SFT rows stay {prompt, response}
     return {"type": record.kind, **d}
 
 

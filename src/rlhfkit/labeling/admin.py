@@ -1,9 +1,11 @@
 """Admin pages: labeler quality and agreement per project, every item with its answers,
-users (add, disable, enable), and export. Every route here requires the admin role."""
+users (add, disable, enable), export, and 1-7 ratings of written demonstrations (each
+labeler's "demonstration score"). Every route here requires the admin role."""
 
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -11,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rlhfkit.feedback.records import record_to_dict
 from rlhfkit.labeling.export import ExportSummary, collect_records
-from rlhfkit.labeling.quality import project_quality
+from rlhfkit.labeling.quality import demonstration_scores, project_quality
 from rlhfkit.labeling.store import LabelError, UserInfo
 from rlhfkit.labeling.web import admin_user, check_csrf, redirect, render, store_of
 
@@ -35,8 +37,10 @@ def admin_project(request: Request, project: str, page: int = 1, user: UserInfo 
     rows = store.items_with_answers(project)
     pages = max(1, -(-len(rows) // PAGE))
     page = min(max(page, 1), pages)
+    ratings = store.demonstration_ratings(project) if p.kind == "demonstration" else {}
+    demo = demonstration_scores(rows, ratings) if p.kind == "demonstration" else None
     return render(request, "admin_project.html", project=p, quality=project_quality(p.kind, rows),
-                  rows=rows[(page - 1) * PAGE:page * PAGE], page=page, pages=pages)
+                  rows=rows[(page - 1) * PAGE:page * PAGE], page=page, pages=pages, ratings=ratings, demo=demo)
 
 
 async def _admin_form(request: Request) -> tuple[UserInfo, dict]:
@@ -64,6 +68,20 @@ async def set_active(request: Request, username: str, action: str) -> Response:
         raise LabelError("you cannot disable yourself")
     await run_in_threadpool(store_of(request).set_active, username, action == "enable")
     return redirect("/admin")
+
+
+@router.post("/answers/{answer_id}/rating")
+async def rate_demonstration(request: Request, answer_id: int) -> Response:
+    """An admin's 1-7 rating of a written demonstration; back to where the form was."""
+    admin, form = await _admin_form(request)
+    score = str(form.get("score", ""))
+    if not score.isdigit():
+        raise LabelError("choose a rating from 1 to 7")
+    store = store_of(request)
+    await run_in_threadpool(store.rate_demonstration, admin, answer_id, int(score))
+    project, page = str(form.get("project", "")), str(form.get("page", "1"))
+    back = f"/admin/p/{quote(project, safe='')}?page={int(page) if page.isdigit() else 1}" if project else "/admin"
+    return redirect(f"{back}#answer-{answer_id}")
 
 
 @router.get("/export")

@@ -4,19 +4,22 @@ and a small JSON API for scripted labelers. Admin pages are in admin.py.
     app = create_app(LabelStore.open("labels.db"))   # `rlhfkit label serve` runs it under uvicorn
 
 Routes (every one checks who is asking; a labeler reaches only items assigned to them):
-  GET  /login, POST /login, POST /logout
+  GET  /login, POST /login, POST /logout   sign-ins rate-limited (ratelimit.py); idle sessions end
   GET  /                                   projects and the labeler's progress
-  GET  /p/{project}/next                   lease the next item, redirect to it
+  GET  /p/{project}/next                   lease the next item, redirect to it (first: the instructions)
+  GET  /p/{project}/instructions           the project's instructions (taskpages.py)
   GET  /p/{project}/item/{id}              the task page      POST: submit (form)
   GET  /media/{id}                         a clip, as media only (nosniff, sandboxed)
   GET  /api/v1/projects/{project}/next     JSON: lease the next item (`_item_json`)
   POST /api/v1/answers                     JSON: {item_id, client_key, answer, seconds_active}
+  POST /api/v1/items/{id}/draft            JSON: {text}, a demonstration's autosaved draft (taskpages.py)
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Any
+import time
+from typing import Any, Callable
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
@@ -27,24 +30,37 @@ from starlette.concurrency import run_in_threadpool
 
 from rlhfkit.feedback.records import as_messages, prompt_text
 from rlhfkit.labeling import auth
+from rlhfkit.labeling.kinds import KIND_OBJECTS
+from rlhfkit.labeling.ratelimit import LoginLimiter, LoginLimits
 from rlhfkit.labeling.store import ItemView, LabelError, LabelStore, UserInfo
+from rlhfkit.labeling.taskpages import instructions_first, task_extras
 from rlhfkit.labeling.web import (HERE, LOGIN_COOKIE, MEDIA_CSP, SESSION_COOKIE, Denied, LoginRequired,
-                                  SecurityHeaders, check_csrf, cookie_secure, make_templates, page_user,
-                                  redirect, render, safe_next, store_of)
+                                  SecurityHeaders, app_now, check_csrf, cookie_secure, idle_timeout,
+                                  make_templates, page_user, redirect, render, safe_next, store_of)
+
+IDLE_TIMEOUT = 30 * 60.0  # seconds a browser session may go unused before it ends (`label serve --idle-timeout`)
 
 
-def create_app(store: LabelStore, secure_cookies: bool | None = None) -> FastAPI:
-    """`secure_cookies`: None = Secure unless plain HTTP on loopback; True/False to force."""
+def create_app(store: LabelStore, secure_cookies: bool | None = None, *, login_limits: LoginLimits = LoginLimits(),
+               idle_timeout: float | None = IDLE_TIMEOUT, clock: Callable[[], float] = time.time) -> FastAPI:
+    """`secure_cookies`: None = Secure unless plain HTTP on loopback; True/False to force.
+    `login_limits`: failed sign-ins allowed per account and per client address (ratelimit.py).
+    `idle_timeout`: seconds a browser session may go unused (None or 0: no limit; a session
+    still ends 7 days after sign-in). `clock`: seconds since the epoch, injectable for tests."""
     from rlhfkit.labeling.admin import router as admin_router
+    from rlhfkit.labeling.taskpages import router as task_router
 
     app = FastAPI(title="rlhfkit labeling", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
     app.state.templates = make_templates()
     app.state.secure_cookies = secure_cookies
+    app.state.clock, app.state.idle_timeout = clock, idle_timeout
+    app.state.login_limiter = LoginLimiter(login_limits, clock)
     store.secret()  # made (once per install) before the first request needs it
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(admin_router)
+    app.include_router(task_router)
     _routes(app)
     _errors(app)
     return app
@@ -56,9 +72,17 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
+        ended = getattr(request.state, "session_ended", False)  # a session cookie that no longer signs in
+        if ended:  # idle too long (or past its lifetime): sign out for good, row and cookie
+            await run_in_threadpool(store_of(request).end_session, request.cookies.get(SESSION_COOKIE, ""))
         if wants_json(request):
-            return JSONResponse({"error": "sign in or send an API token"}, status_code=401)
-        return redirect("/login?next=" + quote(safe_next(exc.next_url)))
+            resp: Response = JSONResponse({"error": "your session expired; sign in again" if ended
+                                           else "sign in or send an API token"}, status_code=401)
+        else:
+            resp = redirect("/login?next=" + quote(safe_next(exc.next_url)) + ("&expired=1" if ended else ""))
+        if ended:
+            resp.delete_cookie(SESSION_COOKIE, path="/")
+        return resp
 
     @app.exception_handler(Denied)
     async def _denied(request: Request, exc: Denied) -> Response:
@@ -73,8 +97,33 @@ def _errors(app: FastAPI) -> None:
         return render(request, "error.html", exc.status, message=str(exc))
 
 
+def _login_form(request: Request, status: int, next_url: str, error: str | None = None,
+                notice: str | None = None) -> HTMLResponse:
+    """The sign-in page, with a fresh form token bound to a fresh cookie nonce."""
+    nonce = secrets.token_urlsafe(24)
+    resp = render(request, "login.html", status, login_csrf=auth.login_csrf(store_of(request).secret(), nonce),
+                  next=next_url, error=error, notice=notice)
+    resp.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="strict", secure=cookie_secure(request),
+                    path="/login", max_age=3600)
+    return resp
+
+
+def _too_many_logins(request: Request, next_url: str, wait: int) -> Response:
+    """429 with Retry-After: the sign-in page (or JSON for a client that asks for it)."""
+    message = f"Too many failed sign-ins. Try again in {wait} seconds."
+    accept = request.headers.get("accept", "")
+    if "application/json" in accept and "text/html" not in accept:
+        return JSONResponse({"error": message, "retry_after": wait}, status_code=429,
+                            headers={"retry-after": str(wait)})
+    resp = _login_form(request, 429, next_url, error=message)
+    resp.headers["retry-after"] = str(wait)
+    return resp
+
+
 def _form_answer(kind: str, k: int, form: Any) -> dict[str, Any]:
     """The task form's fields as an answer payload (kinds.validate_answer checks it)."""
+    if kind in KIND_OBJECTS:
+        return KIND_OBJECTS[kind].form_answer(k, form)
     if kind == "ranking":  # the page numbers ranks from 1 (best)
         ranks = []
         for i in range(k):
@@ -93,8 +142,9 @@ def _form_answer(kind: str, k: int, form: Any) -> dict[str, Any]:
 
 def _task_page(request: Request, item: ItemView, status: int = 200, error: str | None = None,
                client_key: str | None = None, values: dict[str, Any] | None = None) -> HTMLResponse:
+    extras = task_extras(store_of(request), page_user(request), item)  # progress, a demonstration's draft
     return render(request, f"task_{item.project.kind}.html", status, item=item, project=item.project,
-                  error=error, client_key=client_key or secrets.token_urlsafe(18), values=values or {})
+                  error=error, client_key=client_key or secrets.token_urlsafe(18), values=values or {}, **extras)
 
 
 class AnswerIn(BaseModel):
@@ -110,7 +160,8 @@ def _item_json(item: ItemView) -> dict[str, Any]:
     messages = None if isinstance(item.prompt, str) else as_messages(item.prompt)
     return {"id": item.id, "project": item.project.name, "kind": item.project.kind,
             "prompt": prompt_text(item.prompt), "messages": messages,
-            "responses": list(item.responses), "media": [f"/media/{m.id}" for m in item.media]}
+            "responses": list(item.responses), "media": [f"/media/{m.id}" for m in item.media],
+            "context": item.context, "min_chars": item.project.min_chars}
 
 
 def _routes(app: FastAPI) -> None:
@@ -123,13 +174,9 @@ def _routes(app: FastAPI) -> None:
         return {"ok": True}
 
     @app.get("/login", response_class=HTMLResponse)
-    def login_page(request: Request, next: str = "/") -> Response:
-        nonce = secrets.token_urlsafe(24)
-        resp = render(request, "login.html", login_csrf=auth.login_csrf(store_of(request).secret(), nonce),
-                      next=safe_next(next), error=None)
-        resp.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="strict", secure=cookie_secure(request),
-                        path="/login", max_age=3600)
-        return resp
+    def login_page(request: Request, next: str = "/", expired: bool = False) -> Response:
+        notice = "Your session expired after a while without activity; sign in again." if expired else None
+        return _login_form(request, 200, safe_next(next), notice=notice)
 
     @app.post("/login")
     async def login(request: Request) -> Response:
@@ -138,17 +185,16 @@ def _routes(app: FastAPI) -> None:
         nonce = request.cookies.get(LOGIN_COOKIE)
         if not nonce or not auth.same(str(form.get("csrf", "")), auth.login_csrf(store.secret(), nonce)):
             raise Denied("the login form expired; reload it and try again")
-        user = await run_in_threadpool(store.authenticate, str(form.get("username", "")),
-                                       str(form.get("password", "")))
+        username, next_url = str(form.get("username", "")), safe_next(str(form.get("next", "/")))
+        address, limiter = request.client.host if request.client else None, request.app.state.login_limiter
+        if (wait := limiter.attempt(username, address)) > 0:  # refused before the password is even looked at
+            return _too_many_logins(request, next_url, wait)
+        user = await run_in_threadpool(store.authenticate, username, str(form.get("password", "")))
         if user is None:
-            new_nonce = secrets.token_urlsafe(24)
-            resp = render(request, "login.html", 401, login_csrf=auth.login_csrf(store.secret(), new_nonce),
-                          next=safe_next(str(form.get("next", "/"))), error="Wrong username or password.")
-            resp.set_cookie(LOGIN_COOKIE, new_nonce, httponly=True, samesite="strict",
-                            secure=cookie_secure(request), path="/login", max_age=3600)
-            return resp
-        token, _csrf = await run_in_threadpool(store.create_session, user)
-        resp = redirect(safe_next(str(form.get("next", "/"))))
+            return _login_form(request, 401, next_url, error="Wrong username or password.")
+        limiter.succeeded(username, address)
+        token, _csrf = await run_in_threadpool(store.create_session, user, idle_timeout(request), app_now(request))
+        resp = redirect(next_url)
         resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=cookie_secure(request),
                         path="/", max_age=7 * 24 * 3600)
         resp.delete_cookie(LOGIN_COOKIE, path="/login")
@@ -170,7 +216,9 @@ def _routes(app: FastAPI) -> None:
         return render(request, "home.html", rows=rows)
 
     @app.get("/p/{project}/next")
-    def next_page(request: Request, project: str, user: UserInfo = Depends(page_user)) -> Response:
+    def next_page(request: Request, project: str, start: bool = False, user: UserInfo = Depends(page_user)) -> Response:
+        if not start and instructions_first(store_of(request), project, user):
+            return redirect(f"/p/{quote(project)}/instructions")
         item = store_of(request).next_item(project, user)
         if item is None:
             return render(request, "done.html", project=store_of(request).project(project))

@@ -42,9 +42,18 @@ def _out(text: str) -> None:
 def serve(ns: argparse.Namespace) -> None:
     import uvicorn
 
-    from rlhfkit.labeling.app import create_app
+    from rlhfkit.labeling.app import IDLE_TIMEOUT, create_app
+    from rlhfkit.labeling.ratelimit import LoginLimits
     from rlhfkit.logging import get_logger
 
+    d, idle = LoginLimits(), _get(ns, "idle_timeout", IDLE_TIMEOUT)
+    try:
+        limits = LoginLimits(_get(ns, "login_attempts", d.per_account),
+                             _get(ns, "login_attempts_per_address", d.per_address), _get(ns, "login_window", d.window))
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    if idle < 0:
+        raise UserError("--idle-timeout is seconds >= 0 (0: sessions never idle out)")
     store = _open(ns)
     host, port = _get(ns, "host", "127.0.0.1"), _get(ns, "port", 8000)
     secure = False if _get(ns, "insecure_cookies", False) else None
@@ -52,8 +61,8 @@ def serve(ns: argparse.Namespace) -> None:
         get_logger(__name__).warning("cookies without the Secure flag: use this only behind no network you distrust")
     if not store.users():
         get_logger(__name__).warning("no users yet: add one with `rlhfkit label users add NAME --role admin`")
-    uvicorn.run(create_app(store, secure_cookies=secure), host=host, port=port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=5)
+    app = create_app(store, secure_cookies=secure, login_limits=limits, idle_timeout=idle)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
 
 
 def import_(ns: argparse.Namespace) -> None:
@@ -61,6 +70,7 @@ def import_(ns: argparse.Namespace) -> None:
     from rlhfkit.labeling.store import NotFound
     from rlhfkit.logging import get_logger
 
+    instructions, min_chars = _instructions(_get(ns, "instructions")), _get(ns, "min_chars")
     store = _open(ns)
     name = _get(ns, "project", "default")
     kind = _get(ns, "kind")
@@ -68,14 +78,27 @@ def import_(ns: argparse.Namespace) -> None:
         project = store.project(name)
         if kind is not None and kind != project.kind:
             raise UserError(f"project {name!r} is a {project.kind} project, not {kind}")
+        if instructions is not None or min_chars is not None:  # these two may change on an existing project
+            store.set_project_options(name, instructions=instructions, min_chars=min_chars)
     except NotFound:
         store.create_project(name, kind or "ranking", labels_per_item=_get(ns, "labels_per_item", 1),
                              gold_every=_get(ns, "gold_every", 10),
                              active_selection=bool(_get(ns, "active_selection", False)),
-                             markdown=bool(_get(ns, "markdown", False)))
+                             markdown=bool(_get(ns, "markdown", False)), instructions=instructions,
+                             min_chars=min_chars or 0)
     ids = import_file(store, name, ns.FILE, allow_urls=bool(_get(ns, "allow_urls", False)),
                       max_chars=_get(ns, "max_chars", 20_000))
     get_logger(__name__).info("imported %d items into project %r", len(ids), name)
+
+
+def _instructions(path: str | None) -> str | None:
+    """The Markdown of `--instructions FILE` (UTF-8), or None when not given."""
+    if path is None:
+        return None
+    try:
+        return open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--instructions {path}: cannot read it as UTF-8 text ({e})") from None
 
 
 def export(ns: argparse.Namespace) -> None:
@@ -86,8 +109,20 @@ def export(ns: argparse.Namespace) -> None:
     out = _get(ns, "out")
     if out is None:
         raise UserError("label export needs --out FILE")
-    summary = export_file(_open(ns), out, _get(ns, "project"), _get(ns, "min_gold_agreement"))
-    log.info("wrote %d records (%d answers) to %s", summary.records, summary.answers, out)
+    fmt = _get(ns, "format", "records")
+    summary = export_file(_open(ns), out, _get(ns, "project"), _get(ns, "min_gold_agreement"), fmt)
+    if fmt == "trl":
+        log.info("wrote %d prompt/chosen/rejected rows (from %d records, %d answers) to %s", summary.rows,
+                 summary.records, summary.answers, out)
+        left = [f"{why}: {n}" for why, n in sorted(summary.skipped.items())]
+        if left:
+            log.info("left out: %s (TRL's format cannot say tie, and only pairs are preferences)", ", ".join(left))
+    else:
+        log.info("wrote %d records (%d answers) to %s", summary.records, summary.answers, out)
+    if summary.no_judgment:
+        log.info("%d answers said \"can't tell\" and give no record (no judgment)", summary.no_judgment)
+    if not summary.rows:
+        log.warning("%s holds nothing to train on", out)
     if summary.dropped_labelers:
         log.info("dropped labelers below the gold-agreement threshold: %s", ", ".join(summary.dropped_labelers))
     if summary.unchecked_labelers:
@@ -128,13 +163,22 @@ COMMANDS: list[Command] = [
         Flag("--port", "port", "port (default 8000)", type=int),
         Flag("--insecure-cookies", "insecure_cookies", "send session cookies over plain HTTP off loopback "
              "(default: Secure cookies except on loopback)", action="store_true"),
+        Flag("--login-attempts", "login_attempts", "failed sign-ins per account within --login-window before "
+             "429 (default 5)", type=int),
+        Flag("--login-attempts-per-address", "login_attempts_per_address", "failed sign-ins per client address "
+             "within --login-window before 429 (default 20)", type=int),
+        Flag("--login-window", "login_window", "seconds a failed sign-in counts (default 60)", type=float),
+        Flag("--idle-timeout", "idle_timeout", "seconds a browser session may go unused before it ends "
+             "(default 1800; 0: never)", type=float),
     )),
     Command("label import", "import prompts + responses (or clips) as items to label", import_, common=False, flags=(
-        Flag("FILE", "FILE", "JSONL from `rlhfkit sample`, or rows {prompt, responses} / {prompt, clips}",
+        Flag("FILE", "FILE", "JSONL from `rlhfkit sample`, or rows {prompt, responses} / {prompt, clips} / "
+             "{prompt, context} (demonstration)",
              positional=True),
         _DB,
         Flag("--project", "project", "project to add to (created if missing; default 'default')"),
-        Flag("--kind", "kind", "task kind of a new project (default ranking)", choices=("ranking", "pairwise", "rating")),
+        Flag("--kind", "kind", "task kind of a new project (default ranking)",
+             choices=("ranking", "pairwise", "rating", "demonstration")),
         Flag("--labels-per-item", "labels_per_item", "labelers per item, for a new project (default 1)", type=int),
         Flag("--gold-every", "gold_every", "one gold item after every N regular ones, new project (default 10)",
              type=int),
@@ -143,10 +187,16 @@ COMMANDS: list[Command] = [
         Flag("--markdown", "markdown", "render model text as markdown, no raw HTML (new project)", action="store_true"),
         Flag("--allow-urls", "allow_urls", "fetch clips given as http(s) URLs (off by default)", action="store_true"),
         Flag("--max-chars", "max_chars", "longest prompt or response accepted (default 20000)", type=int),
+        Flag("--instructions", "instructions", "Markdown file of instructions for the labelers, shown before "
+             "the first task and on every task (no raw HTML); replaces an existing project's"),
+        Flag("--min-chars", "min_chars", "shortest demonstration accepted, in characters (demonstration "
+             "projects; changes an existing project's; default 0)", type=int),
     )),
     Command("label export", "write the labels as records for `rlhfkit rm --data`", export, common=False, flags=(
         _DB,
         Flag("--out", "out", "output file (.jsonl, or .parquet)"),
+        Flag("--format", "format", "records (ours, default) or trl: TRL's prompt/chosen/rejected pairs "
+             "(rankings as their strict pairs; ties, can't tell and ratings left out)", choices=("records", "trl")),
         Flag("--project", "project", "only this project (default: all)"),
         Flag("--min-gold-agreement", "min_gold_agreement",
              "drop labelers whose agreement with gold items is below this (0..1)", type=float),

@@ -1,6 +1,7 @@
 """`rlhfkit label export`: answers -> records (Ranking / Comparison / Rating JSONL) that
-`rlhfkit rm --data` reads. Gold items are the researchers' checks and are left out;
-labelers below an agreement-with-gold threshold can be dropped."""
+`rlhfkit rm --data` reads, or with `--format trl` the `prompt/chosen/rejected` rows of TRL's
+preference format (`feedback.formats.preference_pairs`). Gold items are the researchers' checks
+and are left out; labelers below an agreement-with-gold threshold can be dropped."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlhfkit.errors import UserError
 from rlhfkit.feedback.records import Record
 from rlhfkit.labeling.kinds import to_records
 from rlhfkit.labeling.quality import project_quality
@@ -19,6 +21,9 @@ class ExportSummary:
     answers: int = 0
     dropped_labelers: list[str] = field(default_factory=list)  # below the gold-agreement threshold
     unchecked_labelers: list[str] = field(default_factory=list)  # answered no gold item (kept)
+    no_judgment: int = 0  # answers that become no record (pairwise "can't tell")
+    rows: int = 0  # rows written (records, or TRL pairs)
+    skipped: dict[str, int] = field(default_factory=dict)  # --format trl: left out, by reason
 
 
 def collect_records(store: Any, project: str | None = None, min_gold_agreement: float | None = None,
@@ -46,17 +51,45 @@ def collect_records(store: Any, project: str | None = None, min_gold_agreement: 
                     continue
                 seconds = a.seconds_active if a.seconds_active is not None else a.seconds_wall
                 meta = {**item.meta, "project": name, "item": item.id, "seconds": round(seconds, 3)}
-                out.extend(to_records(kind, item.prompt, list(item.responses), a.payload, a.labeler, meta))
+                if item.context is not None:  # what the labeler saw beside the prompt (not model input)
+                    meta["context"] = item.context
+                recs = to_records(kind, item.prompt, list(item.responses), a.payload, a.labeler, meta)
+                out.extend(recs)
                 summary.answers += 1
+                if not recs:
+                    summary.no_judgment += 1
     summary.records = len(out)
     return out
 
 
-def export_file(store: Any, out: str | Path, project: str | None = None,
-                min_gold_agreement: float | None = None) -> ExportSummary:
-    """Write the records to `out` (JSONL, or Parquet by suffix) atomically."""
-    from rlhfkit.feedback.formats import write_records  # imported here: it loads torch, the server needs none
+EXPORT_FORMATS: tuple[str, ...] = ("records", "trl")
 
+
+def export_file(store: Any, out: str | Path, project: str | None = None,
+                min_gold_agreement: float | None = None, format: str = "records") -> ExportSummary:
+    """Write the records (or, for `format="trl"`, TRL's preference rows) to `out` (JSONL, or
+    Parquet by suffix) atomically."""
+    # imported here: formats loads torch, the server needs none
+    from rlhfkit.feedback.formats import preference_pairs, write_records, write_rows
+
+    if format not in EXPORT_FORMATS:
+        raise UserError(f"unknown export format {format!r}; known: {', '.join(EXPORT_FORMATS)}")
     summary = ExportSummary()
-    write_records(out, collect_records(store, project, min_gold_agreement, summary))
+    records = collect_records(store, project, min_gold_agreement, summary)
+    if format == "records":
+        summary.rows = write_records(out, records)
+        return summary
+    rows, summary.skipped = preference_pairs(records)
+    _one_prompt_type(rows)
+    summary.rows = write_rows(out, rows)
     return summary
+
+
+def _one_prompt_type(rows: list[dict[str, Any]]) -> None:
+    """`datasets.load_dataset("json")` gives a column one type: plain-text prompts and
+    conversations cannot share a file (checked before writing, so nothing is written)."""
+    n_chat = sum(isinstance(r["prompt"], list) for r in rows)
+    if 0 < n_chat < len(rows):
+        raise UserError(f"--format trl: {len(rows) - n_chat} pairs have a plain-text prompt and {n_chat} a "
+                        "conversation; TRL and datasets need one kind per file: export the projects "
+                        "apart with --project, or use the default format")

@@ -5,6 +5,7 @@ Accepted rows (one JSON object a line):
   {"prompt": str, "responses": [str, ...]}
   {"prompt": str, "response": str}                                  (rating projects)
   {"prompt": str, "clips": [path, path]}                            (pairwise clips: GIF/PNG/JPEG/WebP/MP4/WebM)
+  {"prompt": str, "context": str (optional)}                        (demonstration projects: no responses)
 each optionally with "gold" (the researcher's answer, making it a gold item) and "meta" (a dict).
 A prompt (except a clips row's) may be a conversation: a list of {"role", "content"} messages
 (feedback/records.py). The item keeps the messages, shows them turn by turn and exports them
@@ -13,7 +14,8 @@ as they came.
 A row becomes items by the project's kind: a ranking item shows its K = 2..9 responses; a
 pairwise row with 2 responses is one item and one with K = 3..9 becomes its C(K, 2) pairs;
 a rating row with K = 1..9 responses becomes K items (one response each). Gold answers
-are allowed only on a row that makes a single item.
+are allowed only on a row that makes a single item. A demonstration row is one item (kinds.py
+DemonstrationKind: the labeler writes the response; no gold).
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ from typing import Any
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import FormatError, row_to_record
 from rlhfkit.feedback.records import Completions, Demonstration, RecordError
-from rlhfkit.labeling.kinds import DEFAULT_MAX_CHARS, NewItem, validate_new_item
+from rlhfkit.labeling.kinds import (
+    DEFAULT_MAX_CHARS,
+    KIND_OBJECTS,
+    NewItem,
+    validate_new_item,
+)
 from rlhfkit.labeling.media import load_media
 
 MAX_ERRORS = 20
@@ -64,6 +71,8 @@ def row_to_items(kind: str, row: Any, base: Path, allow_urls: bool = False,
     """The items one parsed row makes, or RecordError naming the field."""
     if not isinstance(row, dict):
         raise RecordError("<row>", f"expected a JSON object, got {type(row).__name__}")
+    if kind in KIND_OBJECTS:
+        return [validate_new_item(kind, KIND_OBJECTS[kind].item_from_row(row), max_chars)]
     ours = {k: row[k] for k in _OURS if k in row}
     rest = {k: v for k, v in row.items() if k not in _OURS}
     meta = ours.get("meta", {})

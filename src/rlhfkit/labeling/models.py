@@ -4,7 +4,8 @@
 Datetimes are naive UTC. JSON columns hold small lists/dicts: an item's responses (and its
 prompt's messages when the prompt is a conversation), an answer's payload (`{"ranks": [...]}`,
 `{"choice": "A"}`, `{"score": 5, "flags": [...], "notes": ""}`) and a gold item's researcher
-answer in the same shape.
+answer in the same shape. A demonstration answer is `{"text": "..."}`; the draft a labeler is
+writing lives on their assignment until they submit.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, Lar
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-KINDS: tuple[str, ...] = ("ranking", "pairwise", "rating")
+KINDS: tuple[str, ...] = ("ranking", "pairwise", "rating", "demonstration")
 ROLES: tuple[str, ...] = ("admin", "labeler")
 
 
@@ -68,6 +69,9 @@ class Project(Base):
     active_selection: Mapped[bool] = mapped_column(Boolean, default=False)
     markdown: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Markdown shown before the first task and on every task page (rendered without raw HTML)
+    instructions: Mapped[str | None] = mapped_column(Text, nullable=True)
+    min_chars: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # a demonstration's shortest
 
 
 class Item(Base):
@@ -84,6 +88,7 @@ class Item(Base):
     priority: Mapped[float] = mapped_column(Float, default=0.0)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    context: Mapped[str | None] = mapped_column(Text, nullable=True)  # shown to the labeler, not model input
 
 
 class Media(Base):
@@ -108,6 +113,7 @@ class Assignment(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     served_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     answered: Mapped[bool] = mapped_column(Boolean, default=False)
+    draft: Mapped[str | None] = mapped_column(Text, nullable=True)  # a demonstration being written (autosaved)
 
 
 class Answer(Base):
@@ -120,4 +126,17 @@ class Answer(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     seconds_wall: Mapped[float] = mapped_column(Float)  # server: served -> submitted
     seconds_active: Mapped[float | None] = mapped_column(Float, nullable=True)  # client: page visible
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class DemonstrationRating(Base):
+    """An admin's 1-7 Likert rating of a written demonstration (InstructGPT's screening:
+    the "demonstration score"); one per answer and admin, a new rating replaces theirs."""
+
+    __tablename__ = "demonstration_ratings"
+    __table_args__ = (UniqueConstraint("answer_id", "user_id", name="uq_demorating_answer_user"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    score: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

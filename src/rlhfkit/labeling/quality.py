@@ -107,3 +107,26 @@ def project_quality(kind: str, items_with_answers: Iterable[tuple[Any, list[Any]
                                   median(secs) if secs else None, len(secs) / total * 3600 if total > 0 else None))
     return ProjectQuality(kind, n_items, n_answers, pairwise_agreement(units),
                           krippendorff_alpha(units, ALPHA_METRIC[kind]), stats)
+
+
+@dataclass(frozen=True)
+class DemonstrationScore:
+    """A labeler's "demonstration score" (InstructGPT's screening, Ouyang et al. 2022, appendix B.1:
+    a Likert-rated demonstration-writing test): the mean over their rated demonstrations of each
+    one's mean admin rating (1-7)."""
+
+    labeler: str
+    score: float
+    rated: int  # their demonstrations rated by at least one admin
+
+
+def demonstration_scores(items_with_answers: Iterable[tuple[Any, list[Any]]],
+                         ratings: Mapping[int, Sequence[tuple[str, int]]]) -> dict[str, DemonstrationScore]:
+    """Per labeler, from `LabelStore.items_with_answers` and `LabelStore.demonstration_ratings`."""
+    per: dict[str, list[float]] = defaultdict(list)
+    for _item, answers in items_with_answers:
+        for a in answers:
+            got = ratings.get(a.id)
+            if got:
+                per[a.labeler].append(sum(score for _admin, score in got) / len(got))
+    return {name: DemonstrationScore(name, sum(v) / len(v), len(v)) for name, v in sorted(per.items())}

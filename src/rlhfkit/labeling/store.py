@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import threading
 from contextlib import contextmanager, nullcontext
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rlhfkit.feedback.records import Prompt, RecordError, as_messages, parse_prompt, prompt_text
 from rlhfkit.labeling import auth
+from rlhfkit.labeling.demos import DemonstrationStore, check_project_options
 from rlhfkit.labeling.engine import make_engine, normalize_url  # noqa: F401 (re-exported)
 from rlhfkit.labeling.media import load_media, sha256
 from rlhfkit.labeling.kinds import AnswerError, NewItem, validate_answer, validate_new_item
@@ -46,14 +47,20 @@ def _chunks(ids: list[int], size: int = 1000) -> list[list[int]]:
 
 
 def _project_info(p: Project) -> ProjectInfo:
-    return ProjectInfo(p.id, p.name, p.kind, p.labels_per_item, p.gold_every, p.active_selection, p.markdown)
+    return ProjectInfo(p.id, p.name, p.kind, p.labels_per_item, p.gold_every, p.active_selection, p.markdown,
+                       p.instructions, p.min_chars or 0)
 
 
 def _user_info(u: User) -> UserInfo:
     return UserInfo(u.id, u.username, u.role, u.active, u.password_hash is not None, u.token_hash is not None)
 
 
-class LabelStore:
+def _session_deadline(created: datetime, now: datetime, idle: timedelta | None) -> datetime:
+    """When a session used at `now` ends: `idle` after its last use, SESSION_TTL after sign-in."""
+    return created + SESSION_TTL if idle is None else min(created + SESSION_TTL, now + idle)
+
+
+class LabelStore(DemonstrationStore):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._reader = sessionmaker(engine, expire_on_commit=False)
@@ -164,25 +171,38 @@ class LabelStore:
             u = s.scalar(select(User).where(User.token_hash == auth.token_hash(token)))
         return _user_info(u) if u is not None and u.active else None
 
-    def create_session(self, user: UserInfo) -> tuple[str, str]:
-        """A new browser session: (cookie token, CSRF token)."""
+    def create_session(self, user: UserInfo, idle: timedelta | None = None,
+                       now: datetime | None = None) -> tuple[str, str]:
+        """A new browser session: (cookie token, CSRF token). With `idle`, it ends after that
+        long without use (see `session_user`); it ends SESSION_TTL after sign-in regardless."""
         token, csrf = auth.new_token(), auth.new_token()
-        now, key = utcnow(), auth.keyed_hash(self.secret(), token)
+        now, key = now or utcnow(), auth.keyed_hash(self.secret(), token)
         with self._tx(write=True) as s:
             s.query(AuthSession).filter(AuthSession.expires_at < now).delete()
             s.add(AuthSession(id=key, user_id=user.id, csrf=csrf,
-                              created_at=now, expires_at=now + SESSION_TTL))
+                              created_at=now, expires_at=_session_deadline(now, now, idle)))
         return token, csrf
 
-    def session_user(self, token: str) -> tuple[UserInfo, str] | None:
-        """(user, CSRF token) for a live session cookie, else None."""
-        key = auth.keyed_hash(self.secret(), token)
+    def session_user(self, token: str, idle: timedelta | None = None,
+                     now: datetime | None = None) -> tuple[UserInfo, str] | None:
+        """(user, CSRF token) for a live session cookie, else None. With `idle`, the row's
+        `expires_at` is the last use plus `idle` (never past SESSION_TTL after sign-in): each use
+        slides it forward, written at most once per `idle`/20 (at most a minute) to spare the
+        database, so a session may end up to that much before `idle` has fully passed."""
+        key, now = auth.keyed_hash(self.secret(), token), now or utcnow()
         with self._tx() as s:
             row = s.get(AuthSession, key)
-            if row is None or row.expires_at < utcnow():
+            if row is None or row.expires_at < now:
                 return None
             u = s.get(User, row.user_id)
-            return (_user_info(u), row.csrf) if u is not None and u.active else None
+            if u is None or not u.active:
+                return None
+            due = _session_deadline(row.created_at, now, idle)
+            slide = idle is not None and abs(due - row.expires_at) > min(idle / 20, timedelta(minutes=1))
+        if slide:
+            with self._tx(write=True) as s:
+                s.execute(update(AuthSession).where(AuthSession.id == key).values(expires_at=due))
+        return _user_info(u), row.csrf
 
     def end_session(self, token: str) -> None:
         key = auth.keyed_hash(self.secret(), token)
@@ -192,9 +212,13 @@ class LabelStore:
     # ------------------------------------------------------------ projects
 
     def create_project(self, name: str, kind: str, labels_per_item: int = 1, gold_every: int = 10,
-                       active_selection: bool = False, markdown: bool = False) -> ProjectInfo:
+                       active_selection: bool = False, markdown: bool = False, instructions: str | None = None,
+                       min_chars: int = 0) -> ProjectInfo:
         """`labels_per_item` labelers answer each item; one gold item follows every
-        `gold_every` regular ones (0: gold items only after the regular ones)."""
+        `gold_every` regular ones (0: gold items only after the regular ones). `instructions`:
+        Markdown shown before the first task and on every task page; `min_chars`: the shortest
+        demonstration accepted (demonstration projects)."""
+        check_project_options(kind, instructions, min_chars)
         if not _PROJECT.match(name):
             raise LabelError("a project name is 1-128 letters, digits or . _ -")
         if kind not in KINDS:
@@ -202,7 +226,8 @@ class LabelStore:
         if labels_per_item < 1 or gold_every < 0:
             raise LabelError("labels_per_item must be >= 1 and gold_every >= 0")
         p = Project(name=name, kind=kind, labels_per_item=labels_per_item, gold_every=gold_every,
-                    active_selection=active_selection, markdown=markdown)
+                    active_selection=active_selection, markdown=markdown, instructions=instructions,
+                    min_chars=min_chars)
         try:
             with self._tx(write=True) as s:
                 s.add(p)
@@ -240,7 +265,7 @@ class LabelStore:
                 messages = None if isinstance(it.prompt, str) else as_messages(it.prompt)
                 row = Item(project_id=p.id, prompt=prompt_text(it.prompt), messages=messages,
                            responses=list(it.responses), policy=it.policy, is_gold=it.gold is not None,
-                           gold=it.gold, meta=dict(it.meta), priority=0.0)
+                           gold=it.gold, meta=dict(it.meta), priority=0.0, context=it.context)
                 s.add(row)
                 s.flush()
                 for pos, (ctype, data) in enumerate(it.media):
@@ -305,7 +330,7 @@ class LabelStore:
             media = self._media_refs(s, [item.id])[item.id]
         prompt = item.prompt if item.messages is None else parse_prompt(item.messages)
         return ItemView(item.id, project, prompt, tuple(item.responses), tuple(media), item.is_gold,
-                        item.gold, item.policy, dict(item.meta))
+                        item.gold, item.policy, dict(item.meta), item.context)
 
     def item(self, item_id: int) -> ItemView:
         with self._tx() as s:
@@ -399,9 +424,9 @@ class LabelStore:
                 if lease.answered:
                     raise Conflict("you have already answered this item")
                 item = s.get(Item, item_id)
-                kind = s.scalar(select(Project.kind).where(Project.id == item.project_id))
+                project = s.get(Project, item.project_id)
                 try:
-                    answer = validate_answer(kind, len(item.responses), payload)
+                    answer = validate_answer(project.kind, len(item.responses), payload, project.min_chars or 0)
                 except AnswerError as e:
                     raise LabelError(str(e)) from None
                 now = utcnow()
@@ -412,7 +437,7 @@ class LabelStore:
                 row = Answer(item_id=item_id, user_id=user.id, client_key=client_key, payload=answer,
                              seconds_wall=wall, seconds_active=active, created_at=now)
                 s.add(row)
-                lease.answered = True
+                lease.answered, lease.draft = True, None
                 s.flush()
                 return SubmitResult(row.id, False)
         except IntegrityError:  # a concurrent retry with the same key won the race

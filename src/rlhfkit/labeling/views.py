@@ -52,6 +52,8 @@ class ProjectInfo:
     gold_every: int
     active_selection: bool
     markdown: bool
+    instructions: str | None = None  # Markdown, shown before the first task and on every task page
+    min_chars: int = 0  # the shortest demonstration accepted (characters, surrounding whitespace aside)
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class ItemView:
     gold: dict[str, Any] | None
     policy: str | None
     meta: dict[str, Any]
+    context: str | None = None  # shown to the labeler beside the prompt; not the model's input
 
 
 @dataclass(frozen=True)

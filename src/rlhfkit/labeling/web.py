@@ -9,7 +9,9 @@ no inline script, no eval, no plugins, no framing.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -75,8 +77,17 @@ def _markdown() -> Any:
     from markdown_it import MarkdownIt
 
     # html=False: raw HTML (script, iframe, object, embed, ...) is shown as text; images off;
-    # markdown-it's validateLink refuses javascript:, vbscript:, file: and data: links.
-    return MarkdownIt("commonmark", {"html": False}).disable("image")
+    # markdown-it's validateLink refuses javascript:, vbscript:, file: and data: links. A link
+    # opens in a new tab (the task page and its timer stay) without handing it this window.
+    md = MarkdownIt("commonmark", {"html": False}).disable("image")
+
+    def link_open(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+        tokens[idx].attrSet("target", "_blank")
+        tokens[idx].attrSet("rel", "noopener noreferrer")
+        return self.renderToken(tokens, idx, options, env)
+
+    md.add_render_rule("link_open", link_open)
+    return md
 
 
 def make_templates() -> Environment:
@@ -91,7 +102,13 @@ def make_templates() -> Environment:
         md = md or _markdown()
         return Markup('<div class="md">') + Markup(md.render(text)) + Markup("</div>")
 
-    env.globals.update(render_text=render_text, FLAG_LABELS=FLAG_LABELS)
+    def render_instructions(text: str) -> Markup:
+        """A project's instructions: Markdown written by an admin, rendered as model text is (no raw HTML)."""
+        nonlocal md
+        md = md or _markdown()
+        return Markup('<div class="md instructions-body">') + Markup(md.render(text)) + Markup("</div>")
+
+    env.globals.update(render_text=render_text, render_instructions=render_instructions, FLAG_LABELS=FLAG_LABELS)
     return env
 
 
@@ -123,10 +140,23 @@ def who(request: Request) -> Who | None:
         user = store.user_for_token(authz[7:].strip())
         found = Who(user, None) if user else None
     elif (cookie := request.cookies.get(SESSION_COOKIE)):
-        got = store.session_user(cookie)
+        got = store.session_user(cookie, idle_timeout(request), app_now(request))
         found = Who(got[0], got[1]) if got else None
+        request.state.session_ended = got is None  # idle too long, past its lifetime, or signed out
     request.state.who = found
     return found
+
+
+def app_now(request: Request) -> datetime:
+    """The app's clock (`create_app(clock=...)`, injectable for tests) as naive UTC, as the store keeps times."""
+    clock = getattr(request.app.state, "clock", time.time)
+    return datetime.fromtimestamp(clock(), timezone.utc).replace(tzinfo=None)
+
+
+def idle_timeout(request: Request) -> timedelta | None:
+    """How long a browser session may go unused (`create_app(idle_timeout=...)`); None: no limit."""
+    seconds = getattr(request.app.state, "idle_timeout", None)
+    return timedelta(seconds=seconds) if seconds else None
 
 
 def safe_next(url: str | None) -> str:

@@ -1,6 +1,7 @@
-/* rlhfkit labeling: time on task, double-submit guard and keyboard shortcuts.
+/* rlhfkit labeling: time on task (and its clock in the header), double-submit guard, keyboard
+   shortcuts, the instructions dialog (i), and a demonstration's character count and autosaved draft.
    Plain JavaScript loaded from this origin (the CSP forbids inline script and eval).
-   It never builds HTML from strings: it only sets form values and classes. */
+   It never builds HTML from strings: it only sets form values, text and classes. */
 (function () {
   "use strict";
 
@@ -24,6 +25,21 @@
     function activeSeconds() {
       return (activeMs + (since === null ? 0 : performance.now() - since)) / 1000;
     }
+    var clockBox = document.querySelector(".timer"), clock = document.getElementById("timer");
+    function tick() {
+      var s = Math.floor(activeSeconds());
+      clock.textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+    }
+    if (clockBox && clock) { clockBox.hidden = false; tick(); setInterval(tick, 1000); }
+
+    // The project's instructions: a modal dialog, opened and closed with i (Esc closes it too).
+    var dialog = document.getElementById("instructions");
+    var opener = document.getElementById("show-instructions");
+    function toggleInstructions() {
+      if (dialog.open) dialog.close();
+      else dialog.showModal();
+    }
+    if (dialog && opener) opener.addEventListener("click", function (ev) { ev.preventDefault(); toggleInstructions(); });
 
     var sent = false;
     form.addEventListener("submit", function (ev) {
@@ -42,11 +58,16 @@
     var handlers = {
       ranking: rankingKeys(form, submit),
       pairwise: pairwiseKeys(form, submit),
-      rating: ratingKeys(form, submit)
+      rating: ratingKeys(form, submit),
+      demonstration: demonstrationKeys(form, submit)
     };
     var handle = handlers[kind];
 
     document.addEventListener("keydown", function (ev) {
+      if (dialog && dialog.open) {  // no task key acts behind the instructions
+        if (ev.key === "i" && !ev.ctrlKey && !ev.metaKey && !ev.altKey) { ev.preventDefault(); dialog.close(); }
+        return;
+      }
       var t = ev.target;
       var typing = t && (t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && /^(text|password|number|)$/.test(t.type)));
       if (typing) {
@@ -54,8 +75,9 @@
         else if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); submit(); }
         return;
       }
-      if (ev.ctrlKey || ev.metaKey || ev.altKey || !handle) return;
-      if (handle(ev)) ev.preventDefault();
+      if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+      if (ev.key === "i" && dialog) { ev.preventDefault(); toggleInstructions(); return; }
+      if (handle && handle(ev)) ev.preventDefault();
     });
   });
 
@@ -109,6 +131,54 @@
       if (ev.key === "Enter") { submit(); return true; }
       var box = form.querySelector('input[name="flags"][data-key="' + (ev.key.length === 1 ? ev.key.toLowerCase() : "") + '"]');
       if (box && ev.key.length === 1) { box.checked = !box.checked; return true; }
+      return false;
+    };
+  }
+
+  // A demonstration: the count of characters as the server counts them (kinds.demonstration_text),
+  // and the draft saved as the labeler types (taskpages.py), so that a reload loses nothing.
+  function demonstrationKeys(form, submit) {
+    var box = form.querySelector("textarea[name=text]");
+    if (!box) return null;
+    var count = document.getElementById("char-count"), status = document.getElementById("draft-status");
+    var min = Number(form.getAttribute("data-min") || 0);
+    var url = "/api/v1/items/" + form.getAttribute("data-item") + "/draft";
+    var csrf = form.elements.namedItem("csrf").value;
+    var saved = box.value, timer = null, inflight = false, again = false, done = false;
+
+    function written() { return box.value.replace(/\r\n?/g, "\n").replace(/^([ \t]*\n)+/, "").replace(/\s+$/, ""); }
+    function showCount() {
+      var n = Array.from(written()).length;
+      count.textContent = n + (n === 1 ? " character" : " characters");
+      count.classList.toggle("short", n < min);
+    }
+    function later(ms) { clearTimeout(timer); timer = setTimeout(save, ms); }
+    function save(leaving) {
+      if (done || box.value === saved) return;
+      if (inflight && !leaving) { again = true; return; }
+      var text = box.value;
+      inflight = true;
+      status.textContent = "Saving draft…";
+      fetch(url, { method: "POST", credentials: "same-origin", keepalive: leaving === true,
+                   headers: { "content-type": "application/json", "x-csrf-token": csrf },
+                   body: JSON.stringify({ text: text }) })
+        .then(function (r) {
+          if (r.ok) { saved = text; status.textContent = "Draft saved."; return; }
+          status.textContent = "Draft not saved (HTTP " + r.status + ").";
+          if (r.status >= 500 || r.status === 429) later(5000);
+        }, function () { status.textContent = "Draft not saved (offline?); retrying."; later(5000); })
+        .then(function () { inflight = false; if (again) { again = false; later(0); } });
+    }
+    box.addEventListener("input", function () { showCount(); later(700); });
+    form.addEventListener("submit", function () { done = true; clearTimeout(timer); });
+    window.addEventListener("pagehide", function () { save(true); });
+    showCount();
+    return function (ev) {
+      if (ev.key === "w" || ev.key === "Enter") {
+        box.focus();
+        box.setSelectionRange(box.value.length, box.value.length);
+        return true;
+      }
       return false;
     };
   }
