@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlhfkit import config as config_lib
 from rlhfkit.offline.dataset import load_mixture, read_info
 from rlhfkit.offline.method import OfflineConfig
 from rlhfkit.offline.train import default_thresholds, run_train, spearman
@@ -42,20 +43,30 @@ PUBLISHED = {"hopper-medium": 67.6, "halfcheetah-medium": 42.6, "walker2d-medium
              "hopper-medium-replay": 82.7}  # Chen et al. 2021, table 2 (D4RL data; not comparable)
 
 
-def collect(env: str, root: Path, extra: list[str]) -> dict:
+def collect(env: str, root: Path, args) -> dict:
+    """The environment's dataset: an existing folder is used as it is (its build time is read
+    from its dataset.json), unless --recollect; otherwise `rlhfkit offline collect` builds it."""
     folder = root / env
-    cmd = [sys.executable, "-m", "rlhfkit.cli", "offline", "collect", "--env", env, "--out", str(folder), *extra]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    if args.recollect or not (folder / "dataset.json").exists():
+        cmd = [sys.executable, "-m", "rlhfkit.cli", "offline", "collect", "--env", env, "--out", str(folder),
+               *args.collect_args]
+        subprocess.run(cmd, check=True)
     info = read_info(folder)
     return {"folder": folder, "wall_s": time.perf_counter() - t0, "collect_s": info.meta.get("collect_s")}
 
 
 def train(folder: Path, mixture: str, method: str, seed: int, out: Path, args, **kw) -> dict:
+    """One run; a run directory already holding a summary for the same config is reused, so an
+    interrupted benchmark picks up where it stopped."""
     cfg = OfflineConfig(data=str(folder), mixture=mixture, method=method, seed=seed, steps=args.steps,
                         batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, hidden=args.hidden,
                         layers=args.layers, context=args.context, eval_episodes=args.eval_episodes,
                         checkpoint_every=args.steps, out=str(out), **kw)
+    done = out / "summary.json"
+    if done.exists() and (out / "config.yaml").exists():
+        if config_lib.to_dict(config_lib.resolve(OfflineConfig, out / "config.yaml")) == config_lib.to_dict(cfg):
+            return json.loads(done.read_text())
     return run_train(cfg)
 
 
@@ -80,7 +91,7 @@ def run_env(env: str, args, out: Path) -> dict:
             else:
                 print_cached(env, old)
             return old
-    col = collect(env, Path(args.data_root), args.collect_args)
+    col = collect(env, Path(args.data_root), args)
     folder = col["folder"]
     res: dict = {"settings": settings, "collect": {k: (str(v) if isinstance(v, Path) else v) for k, v in col.items()},
                  "mixtures": {}}
@@ -126,6 +137,7 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--threads", type=int, default=1, help="torch threads (small models: 1 is as fast)")
     p.add_argument("--rerun", action="store_true", help="measure again even where results are cached")
+    p.add_argument("--recollect", action="store_true", help="build the datasets even where they exist")
     p.add_argument("--redo-cdt", action="store_true", help="where results are cached, measure the CDT block again")
     p.add_argument("--data-root", default="runs/offline-data")
     p.add_argument("--out", default="runs/offline-bench")
@@ -135,8 +147,9 @@ def main() -> None:
     out = Path(args.out)
     margins_bc, margins_hf, spearmans, cdt_costs, cdt_margins = [], [], [], [], []
     collect_s = None
+    all_res = {}
     for env in args.envs:
-        res = run_env(env, args, out)
+        res = all_res[env] = run_env(env, args, out)
         if env in MUJOCO:
             collect_s = res["collect"]["collect_s"]
         for mixture, m in res["mixtures"].items():
@@ -148,10 +161,32 @@ def main() -> None:
         for v in res["cdt"]["per_threshold"].values():
             cdt_costs.append(float(np.mean(v["cdt_norm_cost"])))
             cdt_margins.append(float(np.mean(v["cdt_score"]) - np.mean(v["bcsafe_score"])))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(markdown(all_res))
+    print(f"\nmarkdown tables in {out / 'table.md'}")
     fmt = lambda xs: f"{min(xs):.2f}" if xs else "nan"  # noqa: E731
     print(f"\nRESULT dt_minus_bc={fmt(margins_bc)} dt_minus_hf={fmt(margins_hf)} spearman={fmt(spearmans)} "
           f"cdt_cost={max(cdt_costs) if cdt_costs else float('nan'):.3f} cdt_minus_bcsafe={fmt(cdt_margins)} "
           f"collect_s={collect_s if collect_s is not None else float('nan'):.0f}")
+
+
+def markdown(all_res: dict) -> str:
+    """The measured tables as Markdown (docs/offline.md): mean +- sd over seeds."""
+    cell = lambda xs: f"{np.mean(xs):.1f} ± {np.std(xs):.1f}"  # noqa: E731
+    lines = ["| environment | mixture | target | DT | BC | %BC (10%) | transformers DT | DT Spearman |",
+             "|---|---|---|---|---|---|---|---|"]
+    for env, res in all_res.items():
+        for mixture, m in res["mixtures"].items():
+            sc = m["scores"]
+            lines.append(f"| {env} | {mixture} | {m['main_target']:.0f} | {cell(sc['dt'])} | {cell(sc['bc'])} | "
+                         f"{cell(sc['pct-bc'])} | {cell(sc['hf-dt'])} | {m['spearman']:.2f} |")
+    lines += ["", "| environment | threshold | CDT reward | CDT cost / threshold | BC-Safe reward | BC-Safe cost / threshold |",
+              "|---|---|---|---|---|---|"]
+    for env, res in all_res.items():
+        for k, v in res["cdt"]["per_threshold"].items():
+            lines.append(f"| {env} | {float(k):g} | {cell(v['cdt_score'])} | {np.mean(v['cdt_norm_cost']):.2f} | "
+                         f"{cell(v['bcsafe_score'])} | {np.mean(v['bcsafe_norm_cost']):.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def print_cached(env: str, res: dict) -> None:
