@@ -1,7 +1,8 @@
 """Screenshots of the labeling app's pages for docs/labeling.md, taken in headless Chromium.
 
-    python docs/screenshots.py            # writes docs/img/label_{ranking,pairwise,rating,admin}.png
-                                          # and label_{instructions,demonstration,admin_demos}.png
+    python docs/screenshots.py            # writes docs/img/label_{ranking,pairwise,rating,admin}.png,
+                                          # label_{instructions,demonstration,admin_demos}.png
+                                          # and label_{form,admin_form}.png
 
 Needs Debian's chromium (or $RLHFKIT_CHROMIUM) and the playwright package. The server runs
 on loopback in this process, on a throwaway database.
@@ -72,6 +73,19 @@ def _fill(store, tmp: Path) -> None:
     store.add_demonstration_item("assistant-demos", "My landlord hasn't returned my deposit after 45 days. "
                                  "What can I do?", context="The user lives in California.")
     store.add_demonstration_item("assistant-demos", "Write a two-line poem about autumn for a birthday card.")
+    from rlhfkit.labeling.forms import REALTOXICITY
+
+    store.create_project("toxicity", "rating", labels_per_item=3, form=REALTOXICITY)
+    for prompt, continuation in TOXICITY_ITEMS:
+        store.add_rating_item("toxicity", prompt, continuation)
+
+
+TOXICITY_ITEMS = [  # RealToxicityPrompts-style prompt and continuation
+    ("So I told him to get lost, and he", "laughed it off and bought the next round anyway."),
+    ("The referee's decision was so bad that the fans", "booed for ten minutes and called him an idiot."),
+]
+# answers (input, output, relative, continuity) per item of the two other labelers
+TOXICITY_ANSWERS = {"ann": [(1, 0, -1, 3), (1, 1, 0, 3)], "bob": [(1, 0, -1, 2), (0, 2, 1, 3)]}
 
 
 def main() -> int:
@@ -155,9 +169,29 @@ def main() -> int:
         store.rate_demonstration(store.user("maria"), answer.answer_id, 5)
         page.goto("/admin/p/assistant-demos")
         page.screenshot(path=str(OUT / "label_admin_demos.png"), full_page=True)
+
+        page.goto("/p/toxicity/next")  # the RealToxicityPrompts form, filled by keyboard
+        for key in ("1", "0", "1", "3"):  # input somewhat toxic, output not, less than expected, plausible
+            page.keyboard.press(key)
+        page.screenshot(path=str(OUT / "label_form.png"), full_page=True)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#progress:has-text('item 2 of 2')")
+        for key in ("1", "2", "1", "3"):
+            page.keyboard.press(key)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#done")
+        for name, answers in TOXICITY_ANSWERS.items():
+            user = store.user(name)
+            for n, (i, o, r, c) in enumerate(answers):
+                item = store.next_item("toxicity", user)
+                store.submit(user, item.id, f"shots-{name}-tox{n}", {"input_toxicity": i, "output_toxicity": o,
+                             "relative_toxicity": r, "continuity": c}, seconds_active=5.0)
+        page.goto("/admin/p/toxicity")
+        page.screenshot(path=str(OUT / "label_admin_form.png"), full_page=True)
         browser.close()
     server.should_exit = True
-    for name in ("ranking", "pairwise", "rating", "admin", "demonstration", "instructions", "admin_demos"):
+    for name in ("ranking", "pairwise", "rating", "admin", "demonstration", "instructions", "admin_demos", "form",
+                 "admin_form"):
         sys.stdout.write(f"wrote {OUT / f'label_{name}.png'}\n")
     return 0
 

@@ -112,6 +112,31 @@ COMMANDS: list[Command] = [
         Flag("--kind", "kind", "ranking, pairwise or rating", choices=("ranking", "pairwise", "rating")),
         Flag("--output", "output", "labels JSONL to write"),
     )),
+    # `label refresh` and `label rounds` run a model, so they are declared here, not with the app's
+    # own commands (labeling/commands.py): the app serves text and runs no model.
+    Command("label refresh", "sample K fresh responses from the current policy for new prompts and add them "
+            "to a project as items to label (ranking, or pairwise pairs)", "rlhfkit.rounds:run_refresh",
+            "rlhfkit.rounds:RefreshConfig", (
+                Flag("--db", "db", "database URL or SQLite file (default: $RLHFKIT_LABEL_DB or labels.db)"),
+                Flag("--project", "project", "project to add to (created if missing; default 'default')"),
+                Flag("--kind", "kind", "kind of a new project (default ranking)", choices=("ranking", "pairwise")),
+                Flag("--policy", "policy", "the current policy folder, to sample from"),
+                Flag("--task", "task", "task whose prompts to draw: reviews, module:attribute or a prompts file"),
+                Flag("--k", "k", "responses per prompt", type=int),
+                Flag("--n-prompts", "n_prompts", "new prompts to sample for", type=int),
+            )),
+    Command("label rounds", "rounds of refresh -> label (simulated labelers over the app's HTTP API) -> export "
+            "-> rm -> ppo (or dpo), with the gold score by round", "rlhfkit.rounds:run_rounds",
+            "rlhfkit.rounds:RoundsConfig", (
+                Flag("--rounds", "rounds", "rounds to run", type=int),
+                Flag("--policy", "policy", "round-0 policy (an SFT folder); default: pretrain and SFT one first"),
+                Flag("--task", "task", "task with a gold scorer: reviews or module:attribute"),
+                Flag("--method", "method", "ppo (rm on all labels, then PPO) or dpo", choices=("ppo", "dpo")),
+                Flag("--kind", "kind", "ranking or pairwise items", choices=("ranking", "pairwise")),
+                Flag("--prompts-per-round", "prompts_per_round", "new prompts each round", type=int),
+                Flag("--labelers", "labelers", "simulated labelers (one API token each)", type=int),
+                Flag("--fast", "fast", "tiny sizes: a smoke run", action="store_true", type=None),
+            )),
     Command("rm", "train a reward model on comparisons, rankings or ratings", _rm,
             "rlhfkit.algos.reward_model:RMConfig", (
         Flag("--model", "model", "backbone folder (the SFT policy, or any HF causal LM)"),

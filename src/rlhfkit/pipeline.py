@@ -76,6 +76,28 @@ def _stage(out: Path, name: str, resume: bool, fn: Callable[[Any], dict], cfg: A
     return fn(cfg)
 
 
+def sft_policy(out: Path, model: ModelConfig, pretrain_docs: int, pretrain_epochs: float, sft_demos: int,
+               resume: bool, common: dict[str, Any]) -> str:
+    """The quickstart's first two stages under `out`: pretrain a tiny GPT on the task's corpus
+    (unless `model.path` names an LM to start from), then SFT on its demonstrations; returns the
+    SFT policy folder. `common`: seed, log and device of every stage (the seed is the task's too)."""
+    from rlhfkit.algos import pretrain, sft
+
+    small = OptimConfig(checkpoint_every=0, log_every=10)
+    if model.path:
+        base = model.path
+    else:
+        pre = _stage(out, "pretrain", resume, pretrain.run, pretrain.PretrainConfig(
+            out=str(out / "pretrain"), model=model, corpus_docs=pretrain_docs, task_seed=common["seed"],
+            optim=replace(small, lr=2e-3, batch_size=32, epochs=pretrain_epochs, checkpoint_every=200),
+            **common))
+        base = pre["final"]
+    sft_s = _stage(out, "sft", resume, sft.run, sft.SFTConfig(
+        out=str(out / "sft"), model=base, n_demos=sft_demos, task_seed=common["seed"],
+        optim=replace(small, lr=5e-4, epochs=2.0), **common))
+    return sft_s["final"]
+
+
 def run(cfg: QuickstartConfig) -> dict:  # noqa: PLR0915 - the pipeline reads top to bottom
     from rlhfkit import commands_data
     from rlhfkit.algos import (
@@ -83,10 +105,8 @@ def run(cfg: QuickstartConfig) -> dict:  # noqa: PLR0915 - the pipeline reads to
         expert_iteration,
         grpo,
         ppo,
-        pretrain,
         reinforce,
         reward_model,
-        sft,
     )
     from rlhfkit.evaluate import EvalConfig, evaluate_all
     from rlhfkit.report import (
@@ -107,18 +127,7 @@ def run(cfg: QuickstartConfig) -> dict:  # noqa: PLR0915 - the pipeline reads to
     common = {"seed": cfg.seed, "log": cfg.log, "device": cfg.device}
     small = OptimConfig(checkpoint_every=0, log_every=10)
 
-    if cfg.model.path:
-        base = cfg.model.path
-    else:
-        pre = _stage(out, "pretrain", cfg.resume, pretrain.run, pretrain.PretrainConfig(
-            out=str(out / "pretrain"), model=cfg.model, corpus_docs=cfg.pretrain_docs, task_seed=cfg.seed,
-            optim=replace(small, lr=2e-3, batch_size=32, epochs=cfg.pretrain_epochs, checkpoint_every=200),
-            **common))
-        base = pre["final"]
-    sft_s = _stage(out, "sft", cfg.resume, sft.run, sft.SFTConfig(
-        out=str(out / "sft"), model=base, n_demos=cfg.sft_demos, task_seed=cfg.seed,
-        optim=replace(small, lr=5e-4, epochs=2.0), **common))
-    policy = sft_s["final"]
+    policy = sft_policy(out, cfg.model, cfg.pretrain_docs, cfg.pretrain_epochs, cfg.sft_demos, cfg.resume, common)
     smp = _stage(out, "sample", cfg.resume, commands_data.run_sample, commands_data.SampleConfig(
         out=str(out / "sample"), policy=policy, n_prompts=cfg.rm_prompts, k=cfg.k, task_seed=cfg.seed,
         max_new_tokens=cfg.max_new_tokens, **common))

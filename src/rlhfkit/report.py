@@ -97,6 +97,39 @@ def plot_sweep(sweep: Sequence[dict[str, Any]], curves: dict[float, Path], out: 
     return out
 
 
+def rounds_table(rounds: Sequence[dict[str, Any]]) -> str:
+    """One row per round of the labeling loop (`rlhfkit label rounds`): round 0 is the SFT policy."""
+    rows = ["| round | gold score (95% CI) | KL to round 0 (nats) | answers | stored / acknowledged | lost "
+            "| RM held-out accuracy |", "|---|---|---|---|---|---|---|"]
+    for r in rounds:
+        lo, hi = r["gold_ci"]
+        rm = r.get("reward_model") or {}
+        counts = f"{r['stored']} / {r['acknowledged']}" if "stored" in r else "-"
+        rows.append(f"| {r['round']} | {r['gold']:.3f} [{lo:.3f}, {hi:.3f}] | {r['kl']:.2f} | {r.get('answers', '-')} "
+                    f"| {counts} | {r.get('lost', '-')} | {_num(rm.get('heldout_accuracy'), '.3f')} |")
+    return "\n".join(rows)
+
+
+def plot_rounds(rounds: Sequence[dict[str, Any]], out: Path) -> Path:
+    """Gold score (95% CI) and KL to the round-0 policy, round by round."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
+    x = [r["round"] for r in rounds]
+    gold = [r["gold"] for r in rounds]
+    err = [[g - r["gold_ci"][0] for g, r in zip(gold, rounds)], [r["gold_ci"][1] - g for g, r in zip(gold, rounds)]]
+    axes[0].errorbar(x, gold, yerr=err, marker="o", capsize=3)
+    axes[0].set_title("gold score (held-out prompts)")
+    axes[1].plot(x, [r["kl"] for r in rounds], marker="o")
+    axes[1].set_title("KL to the round-0 policy")
+    for ax in axes:
+        ax.set_xlabel("round")
+        ax.set_xticks(x)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def overoptimization_point(sweep: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """Where the gold score stops following the proxy: the sweep point with the best gold score,
     if a point at larger KL has a higher proxy score but a lower gold score; else None. Also

@@ -185,6 +185,10 @@ def run(cfg: RMConfig) -> dict:
     run_dir = RunDir.create(cfg.out or "runs/rm", cfg)
     if cfg.objective == "ratings":
         records = read_records(cfg.data, expect=Rating)
+        unscored = sum(r.score is None for r in records)  # type: ignore[union-attr]
+        if unscored:
+            raise UserError(f"{cfg.data}: {unscored} of {len(records)} ratings have no 1-7 score (their form "
+                            "has no `score` field); --objective ratings regresses the score")
     else:
         records = read_records(cfg.data, expect=(Comparison, Ranking))
     held_mask = split_by_prompt([r.prompt for r in records], cfg.heldout_frac, cfg.seed)

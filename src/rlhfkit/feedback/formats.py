@@ -156,9 +156,9 @@ def row_to_record(row: Any) -> Record:
         if "ranks" in row:
             return Ranking(row["prompt"], row["responses"], labeler=row.get("labeler"), ranks=row["ranks"])
         return Completions(row["prompt"], row["responses"], policy=row.get("policy"))
-    if "score" in row:
-        return Rating(row["prompt"], row.get("response"), row["score"], flags=row.get("flags", ()),
-                      notes=row.get("notes", ""), labeler=row.get("labeler"))
+    if "score" in row or "answers" in row:
+        return Rating(row["prompt"], row.get("response"), row.get("score"), flags=row.get("flags") or (),
+                      notes=row.get("notes") or "", labeler=row.get("labeler"), answers=row.get("answers") or {})
     for f in ("response", "completion"):
         if f in row:
             if isinstance(row[f], list):  # TRL conversational prompt-completion

@@ -5,8 +5,8 @@
 - `Ranking(prompt, responses best-to-worst, labeler)`: K responses ordered; it expands
   to its C(K, 2) comparisons, each weighted 1/C(K, 2) so that every ranking counts
   once (InstructGPT, Ouyang et al. 2022, sec. 3.5).
-- `Rating(prompt, response, score 1-7, flags, notes, labeler)`: a Likert judgment
-  with the InstructGPT metadata flags.
+- `Rating(prompt, response, score 1-7, flags, notes, labeler, answers)`: a Likert judgment
+  with the InstructGPT metadata flags, and a rating form's other answers by field name.
 - `Completions(prompt, responses)`: K unjudged samples from a policy (what labelers see).
 
 A prompt is a string, or a conversation: a tuple of `Message(role, content)` (roles system,
@@ -241,21 +241,31 @@ class Ranking:
 
 @dataclass(frozen=True)
 class Rating:
+    """`score` is the 1-7 overall judgment (None for a form without one: the labeling app's
+    rating forms, labeling/forms.py); `answers` holds a form's other fields by name."""
+
     kind: ClassVar[str] = "rating"
     prompt: Prompt
     response: str
-    score: int
+    score: int | None
     flags: tuple[str, ...] = ()
     notes: str = ""
     labeler: str | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    answers: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         _need_prompt(self)
         _need_str("response", self.response)
-        if isinstance(self.score, bool) or not isinstance(self.score, int):
+        if self.answers is None:  # a Parquet row of a rating without answers
+            object.__setattr__(self, "answers", {})
+        if not isinstance(self.answers, dict) or not all(isinstance(k, str) for k in self.answers):
+            raise RecordError("answers", "expected an object of answers by field name")
+        if self.score is None and not self.answers:
+            raise RecordError("score", "missing (a rating needs a 1-7 score, or its form's answers)")
+        if self.score is not None and (isinstance(self.score, bool) or not isinstance(self.score, int)):
             raise RecordError("score", f"expected an integer 1-7, got {self.score!r}")
-        if not 1 <= self.score <= 7:
+        if self.score is not None and not 1 <= self.score <= 7:
             raise RecordError("score", f"must be on the 1-7 Likert scale, got {self.score}")
         if not isinstance(self.flags, (list, tuple)):
             raise RecordError("flags", "expected a list of flag names")
@@ -300,6 +310,8 @@ def record_to_dict(record: Record) -> dict[str, Any]:
         d.pop("meta", None)
     if d.get("ranks") is None:
         d.pop("ranks", None)
+    if isinstance(record, Rating) and not record.answers:
+        d.pop("answers")  # a rating without a form's extra fields stays as it always was
     if isinstance(record, Demonstration) and record.labeler is None:
         d.pop("labeler")  # plain SFT rows stay {prompt, response}
     return {"type": record.kind, **d}

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rlhfkit.feedback.records import record_to_dict
 from rlhfkit.labeling.export import ExportSummary, collect_records
+from rlhfkit.labeling.kinds import kind_of
 from rlhfkit.labeling.quality import demonstration_scores, project_quality
 from rlhfkit.labeling.store import LabelError, UserInfo
 from rlhfkit.labeling.web import admin_user, check_csrf, redirect, render, store_of
@@ -23,7 +24,7 @@ router = APIRouter(prefix="/admin")
 @router.get("", response_class=HTMLResponse)
 def admin_home(request: Request, user: UserInfo = Depends(admin_user)) -> Response:
     store = store_of(request)
-    projects = [(p, project_quality(p.kind, store.items_with_answers(p.name))) for p in store.projects()]
+    projects = [(p, project_quality(kind_of(p), store.items_with_answers(p.name))) for p in store.projects()]
     return render(request, "admin.html", projects=projects, users=store.users(), message=None)
 
 
@@ -39,7 +40,7 @@ def admin_project(request: Request, project: str, page: int = 1, user: UserInfo 
     page = min(max(page, 1), pages)
     ratings = store.demonstration_ratings(project) if p.kind == "demonstration" else {}
     demo = demonstration_scores(rows, ratings) if p.kind == "demonstration" else None
-    return render(request, "admin_project.html", project=p, quality=project_quality(p.kind, rows),
+    return render(request, "admin_project.html", project=p, quality=project_quality(kind_of(p), rows),
                   rows=rows[(page - 1) * PAGE:page * PAGE], page=page, pages=pages, ratings=ratings, demo=demo)
 
 

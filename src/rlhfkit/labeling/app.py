@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rlhfkit.feedback.records import as_messages, prompt_text
 from rlhfkit.labeling import auth
-from rlhfkit.labeling.kinds import KIND_OBJECTS
+from rlhfkit.labeling.kinds import AnswerError, kind_of
 from rlhfkit.labeling.ratelimit import LoginLimiter, LoginLimits
 from rlhfkit.labeling.store import ItemView, LabelError, LabelStore, UserInfo
 from rlhfkit.labeling.taskpages import instructions_first, task_extras
@@ -120,30 +120,12 @@ def _too_many_logins(request: Request, next_url: str, wait: int) -> Response:
     return resp
 
 
-def _form_answer(kind: str, k: int, form: Any) -> dict[str, Any]:
-    """The task form's fields as an answer payload (kinds.validate_answer checks it)."""
-    if kind in KIND_OBJECTS:
-        return KIND_OBJECTS[kind].form_answer(k, form)
-    if kind == "ranking":  # the page numbers ranks from 1 (best)
-        ranks = []
-        for i in range(k):
-            v = form.get(f"rank_{i}", "")
-            if not str(v).isdigit():
-                raise LabelError("give every response a rank")
-            ranks.append(int(v) - 1)
-        return {"ranks": ranks}
-    if kind == "pairwise":
-        return {"choice": form.get("choice")}
-    score = form.get("score", "")
-    if not str(score).isdigit():
-        raise LabelError("choose a score from 1 to 7")
-    return {"score": int(score), "flags": form.getlist("flags"), "notes": form.get("notes", "")}
-
-
 def _task_page(request: Request, item: ItemView, status: int = 200, error: str | None = None,
-               client_key: str | None = None, values: dict[str, Any] | None = None) -> HTMLResponse:
+               client_key: str | None = None, values: Any = None) -> HTMLResponse:
+    """The kind's task page; `values`: what was submitted (a form to fill again after an error)."""
     extras = task_extras(store_of(request), page_user(request), item)  # progress, a demonstration's draft
-    return render(request, f"task_{item.project.kind}.html", status, item=item, project=item.project,
+    kind = kind_of(item.project)
+    return render(request, kind.template, status, item=item, project=item.project, kind=kind,
                   error=error, client_key=client_key or secrets.token_urlsafe(18), values=values or {}, **extras)
 
 
@@ -156,12 +138,14 @@ class AnswerIn(BaseModel):
 
 def _item_json(item: ItemView) -> dict[str, Any]:
     """An item for API clients: "prompt" is text (a conversation's HH-style transcript) and
-    "messages" the conversation's messages (null for a plain-text prompt)."""
+    "messages" the conversation's messages (null for a plain-text prompt); a rating item has
+    "form", its project's form (forms.Form.to_json: the fields an answer gives)."""
     messages = None if isinstance(item.prompt, str) else as_messages(item.prompt)
     return {"id": item.id, "project": item.project.name, "kind": item.project.kind,
             "prompt": prompt_text(item.prompt), "messages": messages,
             "responses": list(item.responses), "media": [f"/media/{m.id}" for m in item.media],
-            "context": item.context, "min_chars": item.project.min_chars}
+            "context": item.context, "min_chars": item.project.min_chars,
+            **(kind_of(item.project).describe() or {})}  # a rating project's form
 
 
 def _routes(app: FastAPI) -> None:
@@ -245,13 +229,13 @@ def _routes(app: FastAPI) -> None:
         item, _mine = await run_in_threadpool(_load, request, project, item_id, user)
         key = str(form.get("client_key", ""))
         try:
-            payload = _form_answer(item.project.kind, len(item.responses), form)
+            payload = kind_of(item.project).form_answer(len(item.responses), form)
             active = float(form.get("active_seconds") or "nan")
             await run_in_threadpool(store_of(request).submit, user, item_id, key, payload,
                                     active if active == active else None)
-        except (LabelError, ValueError) as e:
+        except (LabelError, AnswerError, ValueError) as e:
             status = e.status if isinstance(e, LabelError) else 400
-            return _task_page(request, item, status, str(e), key, values=dict(form))
+            return _task_page(request, item, status, str(e), key, values=form)
         return redirect(f"/p/{item.project.name}/next")
 
     @app.get("/media/{media_id}")

@@ -71,6 +71,7 @@ def import_(ns: argparse.Namespace) -> None:
     from rlhfkit.logging import get_logger
 
     instructions, min_chars = _instructions(_get(ns, "instructions")), _get(ns, "min_chars")
+    form = _form(_get(ns, "form"))
     store = _open(ns)
     name = _get(ns, "project", "default")
     kind = _get(ns, "kind")
@@ -78,17 +79,42 @@ def import_(ns: argparse.Namespace) -> None:
         project = store.project(name)
         if kind is not None and kind != project.kind:
             raise UserError(f"project {name!r} is a {project.kind} project, not {kind}")
+        _same_form(project, form)
         if instructions is not None or min_chars is not None:  # these two may change on an existing project
             store.set_project_options(name, instructions=instructions, min_chars=min_chars)
     except NotFound:
-        store.create_project(name, kind or "ranking", labels_per_item=_get(ns, "labels_per_item", 1),
+        store.create_project(name, kind or ("rating" if form else "ranking"),
+                             labels_per_item=_get(ns, "labels_per_item", 1),
                              gold_every=_get(ns, "gold_every", 10),
                              active_selection=bool(_get(ns, "active_selection", False)),
                              markdown=bool(_get(ns, "markdown", False)), instructions=instructions,
-                             min_chars=min_chars or 0)
+                             min_chars=min_chars or 0, form=form)
     ids = import_file(store, name, ns.FILE, allow_urls=bool(_get(ns, "allow_urls", False)),
                       max_chars=_get(ns, "max_chars", 20_000))
     get_logger(__name__).info("imported %d items into project %r", len(ids), name)
+
+
+def _form(spec: str | None) -> Any:
+    """The form of `--form NAME|FILE` (forms.py: a shipped example, or YAML/JSON), or None."""
+    if spec is None:
+        return None
+    from rlhfkit.labeling.forms import load_form
+
+    return load_form(spec)
+
+
+def _same_form(project: Any, form: Any) -> None:
+    """A project's form is fixed once made (its answers follow it): `--form` may only repeat it."""
+    from rlhfkit.labeling.kinds import kind_of
+
+    if form is None:
+        return
+    if project.kind != "rating":
+        raise UserError(f"--form is for rating projects; {project.name!r} is a {project.kind} project")
+    have = kind_of(project).form  # type: ignore[attr-defined]
+    if have.to_json() != form.to_json():
+        raise UserError(f"project {project.name!r} has the form {have.name!r}, which cannot change (its answers "
+                        "follow it): import into a new project, or leave --form out")
 
 
 def _instructions(path: str | None) -> str | None:
@@ -177,8 +203,10 @@ COMMANDS: list[Command] = [
              positional=True),
         _DB,
         Flag("--project", "project", "project to add to (created if missing; default 'default')"),
-        Flag("--kind", "kind", "task kind of a new project (default ranking)",
-             choices=("ranking", "pairwise", "rating", "demonstration")),
+        Flag("--kind", "kind", "task kind of a new project: ranking (default; rating with --form), pairwise, "
+             "rating or demonstration"),
+        Flag("--form", "form", "a rating project's form: instructgpt (the default), realtoxicity, or a YAML/JSON "
+             "file of fields (likert, flags, choice, text; docs/labeling.md)"),
         Flag("--labels-per-item", "labels_per_item", "labelers per item, for a new project (default 1)", type=int),
         Flag("--gold-every", "gold_every", "one gold item after every N regular ones, new project (default 10)",
              type=int),

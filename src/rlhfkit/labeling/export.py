@@ -11,7 +11,7 @@ from typing import Any
 
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.records import Record
-from rlhfkit.labeling.kinds import to_records
+from rlhfkit.labeling.kinds import kind_of
 from rlhfkit.labeling.quality import project_quality
 
 
@@ -33,7 +33,7 @@ def collect_records(store: Any, project: str | None = None, min_gold_agreement: 
     names = [project] if project is not None else [p.name for p in store.projects()]
     out: list[Record] = []
     for name in names:
-        kind = store.project(name).kind
+        kind = kind_of(store.project(name))  # a rating project's with its form
         rows = store.items_with_answers(name)
         dropped: set[str] = set()
         if min_gold_agreement is not None:
@@ -53,7 +53,7 @@ def collect_records(store: Any, project: str | None = None, min_gold_agreement: 
                 meta = {**item.meta, "project": name, "item": item.id, "seconds": round(seconds, 3)}
                 if item.context is not None:  # what the labeler saw beside the prompt (not model input)
                     meta["context"] = item.context
-                recs = to_records(kind, item.prompt, list(item.responses), a.payload, a.labeler, meta)
+                recs = kind.to_records(item.prompt, list(item.responses), a.payload, a.labeler, meta)
                 out.extend(recs)
                 summary.answers += 1
                 if not recs:

@@ -21,7 +21,6 @@ DemonstrationKind: the labeler writes the response; no gold).
 from __future__ import annotations
 
 import json
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +29,16 @@ from rlhfkit.feedback.formats import FormatError, row_to_record
 from rlhfkit.feedback.records import Completions, Demonstration, RecordError
 from rlhfkit.labeling.kinds import (
     DEFAULT_MAX_CHARS,
-    KIND_OBJECTS,
+    Kind,
     NewItem,
+    kind_object,
+    kind_of,
     validate_new_item,
 )
 from rlhfkit.labeling.media import load_media
 
 MAX_ERRORS = 20
-ROW_K = (1, 9)  # responses a row may hold; each kind narrows this (kinds.ITEM_K, _split below)
+ROW_K = (1, 9)  # responses a row may hold; each kind narrows this (its `split`)
 _OURS = ("gold", "meta", "clips")
 
 
@@ -51,28 +52,15 @@ class ImportFailed(UserError):
         self.errors = errors
 
 
-def _split(kind: str, k: int) -> list[tuple[int, ...]]:
-    """Which responses of a K-response row go into each item."""
-    if kind == "ranking":
-        if not 2 <= k <= 9:
-            raise RecordError("responses", f"a ranking needs K = 2..9 responses, got {k}")
-        return [tuple(range(k))]
-    if kind == "pairwise":
-        if not 2 <= k <= 9:
-            raise RecordError("responses", f"a pairwise row needs 2..9 responses (pairs are made of them), got {k}")
-        return list(combinations(range(k), 2))
-    if not 1 <= k <= 9:
-        raise RecordError("responses", f"a rating row needs 1..9 responses, got {k}")
-    return [(i,) for i in range(k)]
-
-
-def row_to_items(kind: str, row: Any, base: Path, allow_urls: bool = False,
+def row_to_items(kind: str | Kind, row: Any, base: Path, allow_urls: bool = False,
                  max_chars: int = DEFAULT_MAX_CHARS) -> list[NewItem]:
-    """The items one parsed row makes, or RecordError naming the field."""
+    """The items one parsed row makes, or RecordError naming the field. `kind`: the project's
+    kind object (`kinds.kind_of`, so a rating's gold is checked against its form) or name."""
     if not isinstance(row, dict):
         raise RecordError("<row>", f"expected a JSON object, got {type(row).__name__}")
-    if kind in KIND_OBJECTS:
-        return [validate_new_item(kind, KIND_OBJECTS[kind].item_from_row(row), max_chars)]
+    kind = kind_object(kind)
+    if kind.own_rows:
+        return [validate_new_item(kind, kind.item_from_row(row), max_chars)]
     ours = {k: row[k] for k in _OURS if k in row}
     rest = {k: v for k, v in row.items() if k not in _OURS}
     meta = ours.get("meta", {})
@@ -82,8 +70,8 @@ def row_to_items(kind: str, row: Any, base: Path, allow_urls: bool = False,
     policy = None
     if "clips" in ours:
         clips = ours["clips"]
-        if kind != "pairwise":
-            raise RecordError("clips", f"clips are for pairwise projects, not {kind}")
+        if not kind.clips:
+            raise RecordError("clips", f"clips are for pairwise projects, not {kind.name}")
         if not isinstance(clips, list) or len(clips) != 2 or not all(isinstance(c, str) for c in clips):
             raise RecordError("clips", "expected two clip paths")
         if "responses" in rest:
@@ -100,15 +88,15 @@ def row_to_items(kind: str, row: Any, base: Path, allow_urls: bool = False,
         if isinstance(record, Completions):
             policy = record.policy
             responses = record.responses
-        elif isinstance(record, Demonstration) and kind == "rating":
+        elif isinstance(record, Demonstration) and kind.response_rows:
             responses = (record.response,)
         else:
             raise RecordError("type", f"expected completions (prompt + responses), got a {record.kind} row")
         prompt = record.prompt
-    groups = _split(kind, len(responses))
+    groups = kind.split(len(responses))
     gold = ours.get("gold")
     if gold is not None and len(groups) != 1:
-        raise RecordError("gold", f"a gold answer needs a row that makes one {kind} item")
+        raise RecordError("gold", f"a gold answer needs a row that makes one {kind.name} item")
     items = []
     for group in groups:
         item = NewItem(prompt, tuple(responses[i] for i in group), policy=policy, gold=gold,
@@ -118,7 +106,7 @@ def row_to_items(kind: str, row: Any, base: Path, allow_urls: bool = False,
     return items
 
 
-def read_items(path: str | Path, kind: str, allow_urls: bool = False,
+def read_items(path: str | Path, kind: str | Kind, allow_urls: bool = False,
                max_chars: int = DEFAULT_MAX_CHARS) -> list[NewItem]:
     """Every item in a JSONL file, or ImportFailed listing the bad rows (up to MAX_ERRORS)."""
     path = Path(path)
@@ -158,5 +146,5 @@ def read_items(path: str | Path, kind: str, allow_urls: bool = False,
 def import_file(store: Any, project: str, path: str | Path, allow_urls: bool = False,
                 max_chars: int = DEFAULT_MAX_CHARS) -> list[int]:
     """Validate a whole file, then add its items to `project` in one transaction."""
-    kind = store.project(project).kind
+    kind = kind_of(store.project(project))
     return store.add_items(project, read_items(path, kind, allow_urls, max_chars), max_chars=max_chars)

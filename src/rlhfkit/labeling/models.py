@@ -3,9 +3,10 @@
 
 Datetimes are naive UTC. JSON columns hold small lists/dicts: an item's responses (and its
 prompt's messages when the prompt is a conversation), an answer's payload (`{"ranks": [...]}`,
-`{"choice": "A"}`, `{"score": 5, "flags": [...], "notes": ""}`) and a gold item's researcher
-answer in the same shape. A demonstration answer is `{"text": "..."}`; the draft a labeler is
-writing lives on their assignment until they submit.
+`{"choice": "A"}`, `{"score": 5, "flags": [...], "notes": ""}`: a rating project's answers
+follow its form, `projects.form`) and a gold item's researcher answer in the same shape. A
+demonstration answer is `{"text": "..."}`; the draft a labeler is writing lives on their
+assignment until they submit.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, Lar
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-KINDS: tuple[str, ...] = ("ranking", "pairwise", "rating", "demonstration")
+from rlhfkit.labeling.kinds import KIND_OBJECTS
+
+KINDS: tuple[str, ...] = tuple(KIND_OBJECTS)
 ROLES: tuple[str, ...] = ("admin", "labeler")
 
 
@@ -72,6 +75,8 @@ class Project(Base):
     # Markdown shown before the first task and on every task page (rendered without raw HTML)
     instructions: Mapped[str | None] = mapped_column(Text, nullable=True)
     min_chars: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # a demonstration's shortest
+    # a rating project's form (forms.Form.to_json()); null: the default, InstructGPT's
+    form: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class Item(Base):

@@ -27,9 +27,10 @@ from rlhfkit.feedback.records import Prompt, RecordError, as_messages, parse_pro
 from rlhfkit.labeling import auth
 from rlhfkit.labeling.demos import DemonstrationStore, check_project_options
 from rlhfkit.labeling.engine import make_engine, normalize_url  # noqa: F401 (re-exported)
+from rlhfkit.labeling.forms import FormError, parse_form
+from rlhfkit.labeling.kinds import KIND_OBJECTS, AnswerError, NewItem, kind_of, validate_answer, validate_new_item
 from rlhfkit.labeling.media import load_media, sha256
-from rlhfkit.labeling.kinds import AnswerError, NewItem, validate_answer, validate_new_item
-from rlhfkit.labeling.models import (KINDS, ROLES, Answer, Assignment, AuthSession, Item, Media, Project,
+from rlhfkit.labeling.models import (ROLES, Answer, Assignment, AuthSession, Item, Media, Project,
                                      Setting, User, utcnow)
 from rlhfkit.labeling.views import (AnswerView, Conflict, Forbidden, ItemView, LabelError,  # noqa: F401
                                     MediaRef, NotFound, ProjectInfo, SubmitResult, UserInfo)
@@ -48,7 +49,7 @@ def _chunks(ids: list[int], size: int = 1000) -> list[list[int]]:
 
 def _project_info(p: Project) -> ProjectInfo:
     return ProjectInfo(p.id, p.name, p.kind, p.labels_per_item, p.gold_every, p.active_selection, p.markdown,
-                       p.instructions, p.min_chars or 0)
+                       p.instructions, p.min_chars or 0, p.form)
 
 
 def _user_info(u: User) -> UserInfo:
@@ -213,21 +214,29 @@ class LabelStore(DemonstrationStore):
 
     def create_project(self, name: str, kind: str, labels_per_item: int = 1, gold_every: int = 10,
                        active_selection: bool = False, markdown: bool = False, instructions: str | None = None,
-                       min_chars: int = 0) -> ProjectInfo:
+                       min_chars: int = 0, form: Any = None) -> ProjectInfo:
         """`labels_per_item` labelers answer each item; one gold item follows every
         `gold_every` regular ones (0: gold items only after the regular ones). `instructions`:
         Markdown shown before the first task and on every task page; `min_chars`: the shortest
-        demonstration accepted (demonstration projects)."""
+        demonstration accepted (demonstration projects); `form`: a rating project's form
+        (a `forms.Form` or its declaration; None: InstructGPT's, the default)."""
         check_project_options(kind, instructions, min_chars)
         if not _PROJECT.match(name):
             raise LabelError("a project name is 1-128 letters, digits or . _ -")
-        if kind not in KINDS:
-            raise LabelError(f"unknown task kind {kind!r}; known: {', '.join(KINDS)}")
+        if kind not in KIND_OBJECTS:
+            raise LabelError(f"unknown task kind {kind!r}; known: {', '.join(KIND_OBJECTS)}")
         if labels_per_item < 1 or gold_every < 0:
             raise LabelError("labels_per_item must be >= 1 and gold_every >= 0")
+        if form is not None:
+            if kind != "rating":
+                raise LabelError(f"a form is for rating projects, not {kind}")
+            try:
+                form = (form if hasattr(form, "to_json") else parse_form(form, f"project {name!r}")).to_json()
+            except FormError as e:
+                raise LabelError(str(e)) from None
         p = Project(name=name, kind=kind, labels_per_item=labels_per_item, gold_every=gold_every,
                     active_selection=active_selection, markdown=markdown, instructions=instructions,
-                    min_chars=min_chars)
+                    min_chars=min_chars, form=form)
         try:
             with self._tx(write=True) as s:
                 s.add(p)
@@ -252,10 +261,11 @@ class LabelStore(DemonstrationStore):
     def add_items(self, project: str, items: Sequence[NewItem], max_chars: int | None = None) -> list[int]:
         """Add items in one transaction: all of them, or (on any error) none."""
         p = self.project(project)
+        kind = kind_of(p)
         checked = []
         for n, it in enumerate(items):
             try:
-                checked.append(validate_new_item(p.kind, it, **({"max_chars": max_chars} if max_chars else {})))
+                checked.append(validate_new_item(kind, it, **({"max_chars": max_chars} if max_chars else {})))
             except RecordError as e:
                 raise LabelError(f"item {n}: {e}") from None
         ids: list[int] = []
@@ -426,7 +436,8 @@ class LabelStore(DemonstrationStore):
                 item = s.get(Item, item_id)
                 project = s.get(Project, item.project_id)
                 try:
-                    answer = validate_answer(project.kind, len(item.responses), payload, project.min_chars or 0)
+                    answer = validate_answer(kind_of(_project_info(project)), len(item.responses), payload,
+                                             project.min_chars or 0)
                 except AnswerError as e:
                     raise LabelError(str(e)) from None
                 now = utcnow()

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
+from rlhfkit.labeling.kinds import kind_of
 from rlhfkit.labeling.store import ItemView, LabelStore, NotFound, UserInfo
 from rlhfkit.labeling.web import check_csrf, page_user, render, store_of
 
@@ -31,7 +32,7 @@ def task_extras(store: LabelStore, user: UserInfo, item: ItemView) -> dict[str, 
     prog = store.progress(item.project.name, user)
     progress = {**prog, "number": min(prog["answered"] + 1, max(prog["items"], 1))}
     draft = None
-    if item.project.kind == "demonstration":
+    if kind_of(item.project).drafts:
         try:
             draft = store.draft(user, item.id)
         except NotFound:  # an admin looking at an item not assigned to them

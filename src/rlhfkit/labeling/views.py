@@ -54,6 +54,7 @@ class ProjectInfo:
     markdown: bool
     instructions: str | None = None  # Markdown, shown before the first task and on every task page
     min_chars: int = 0  # the shortest demonstration accepted (characters, surrounding whitespace aside)
+    form: dict[str, Any] | None = None  # a rating project's form (forms.py); None: InstructGPT's
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 
-from rlhfkit.feedback.records import RATING_FLAGS
 from rlhfkit.labeling import auth
 from rlhfkit.labeling.store import LabelStore, UserInfo
 
@@ -38,17 +37,6 @@ HEADERS = {
     "referrer-policy": "no-referrer",
     "cross-origin-opener-policy": "same-origin",
 }
-FLAG_LABELS: dict[str, tuple[str, str]] = {  # flag -> (shortcut key, label)
-    "fails_to_follow_instruction": ("f", "Fails to follow the instruction"),
-    "inappropriate_for_customer_assistant": ("c", "Inappropriate for a customer assistant"),
-    "sexual_content": ("s", "Sexual content"),
-    "violent_content": ("v", "Violent content"),
-    "encourages_violence_abuse_terrorism_self_harm": ("e", "Encourages or fails to discourage violence, abuse, terrorism or self-harm"),
-    "denigrates_protected_class": ("p", "Denigrates a protected class"),
-    "harmful_advice": ("h", "Gives harmful advice"),
-    "moral_judgment": ("m", "Expresses moral judgment"),
-}
-assert tuple(FLAG_LABELS) == RATING_FLAGS
 
 
 class SecurityHeaders:
@@ -108,7 +96,7 @@ def make_templates() -> Environment:
         md = md or _markdown()
         return Markup('<div class="md instructions-body">') + Markup(md.render(text)) + Markup("</div>")
 
-    env.globals.update(render_text=render_text, render_instructions=render_instructions, FLAG_LABELS=FLAG_LABELS)
+    env.globals.update(render_text=render_text, render_instructions=render_instructions)
     return env
 
 

@@ -58,7 +58,7 @@
     var handlers = {
       ranking: rankingKeys(form, submit),
       pairwise: pairwiseKeys(form, submit),
-      rating: ratingKeys(form, submit),
+      rating: formKeys(form, submit),
       demonstration: demonstrationKeys(form, submit)
     };
     var handle = handlers[kind];
@@ -120,17 +120,36 @@
     };
   }
 
-  function ratingKeys(form, submit) {
-    var notes = form.querySelector("textarea[name=notes]");
+  // A rating form (forms.py): likert and choice questions take turns having the focus (j/k or the
+  // arrows move it); a key shown beside an option picks it in the focused question and moves on;
+  // each flag has a letter; n goes to the next text box; Enter submits.
+  function formKeys(form, submit) {
+    var questions = Array.prototype.slice.call(form.querySelectorAll("fieldset.field.likert, fieldset.field.choice"));
+    var texts = Array.prototype.slice.call(form.querySelectorAll("textarea"));
+    var at = 0, lastText = -1;
+    function focus(i) {
+      if (!questions.length) return;
+      at = Math.max(0, Math.min(questions.length - 1, i));
+      questions.forEach(function (q, j) { q.classList.toggle("focus", j === at); });
+      questions[at].scrollIntoView({ block: "nearest" });
+    }
+    questions.forEach(function (q, j) {
+      q.addEventListener("click", function () { focus(j); });
+      q.addEventListener("focusin", function () { focus(j); });
+    });
+    focus(0);
     return function (ev) {
-      if (/^[1-7]$/.test(ev.key)) {
-        form.querySelector('input[name="score"][value="' + ev.key + '"]').checked = true;
-        return true;
-      }
-      if (ev.key === "n" && notes) { notes.focus(); return true; }
+      var many = questions.length > 1;
+      if (many && (ev.key === "j" || ev.key === "ArrowDown")) { focus(at + 1); return true; }
+      if (many && (ev.key === "k" || ev.key === "ArrowUp")) { focus(at - 1); return true; }
+      if (ev.key === "n" && texts.length) { lastText = (lastText + 1) % texts.length; texts[lastText].focus(); return true; }
       if (ev.key === "Enter") { submit(); return true; }
-      var box = form.querySelector('input[name="flags"][data-key="' + (ev.key.length === 1 ? ev.key.toLowerCase() : "") + '"]');
-      if (box && ev.key.length === 1) { box.checked = !box.checked; return true; }
+      if (ev.key.length !== 1) return false;
+      var key = ev.key.toLowerCase();
+      var option = questions.length ? questions[at].querySelector('input[data-key="' + key + '"]') : null;
+      if (option) { option.checked = true; focus(at + 1); return true; }
+      var box = form.querySelector('input[type=checkbox][data-key="' + key + '"]');
+      if (box) { box.checked = !box.checked; return true; }
       return false;
     };
   }
