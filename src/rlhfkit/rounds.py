@@ -160,7 +160,7 @@ class RoundsConfig(RunConfig):
     kind: Literal["ranking", "pairwise"] = F("ranking", "items: K responses ranked, or their C(K, 2) pairs")
     method: Literal["ppo", "dpo"] = F("ppo", "ppo: a reward model on all labels so far, then PPO; dpo: DPO on "
                                              "this round's labels")
-    prompts_per_round: int = F(200, "new prompts each round")
+    prompts_per_round: int = F(400, "new prompts each round")
     k: int = F(4, "responses per prompt")
     labelers: int = F(4, "simulated labelers answering over HTTP, one API token each (feedback's pool, cycled)")
     db: str | None = F(None, "label database; default <out>/labels.db (the project must not exist yet)")
@@ -181,11 +181,11 @@ class RoundsConfig(RunConfig):
     ppo_iterations: int = F(6, "PPO rollout batches per round")
     rollout_prompts: int = F(32, "prompts per PPO rollout batch")
     beta: float = F(0.1, "PPO's KL penalty, to the policy the round starts from")
-    rl_lr: float = F(2e-4, "PPO learning rate")
+    rl_lr: float = F(1e-4, "PPO learning rate")
     dpo_beta: float = F(0.1, "DPO beta (the reference is the policy the round starts from)")
     dpo_lr: float = F(1e-4, "DPO learning rate")
     dpo_epochs: float = F(2.0, "DPO epochs over the round's labels")
-    eval_prompts: int = F(200, "held-out prompts for the gold score")
+    eval_prompts: int = F(400, "held-out prompts for the gold score")
     max_new_tokens: int = F(40, "max response tokens everywhere")
 
 
