@@ -143,11 +143,12 @@ def _retrying(fn: Callable[[], dict[str, Any]], deadline: float) -> dict[str, An
 
 def answer_queue(base: str, project: str, token: str, judge: Judge, deadline_s: float = 600.0,
                  limit: int | None = None) -> list[Ack]:
-    """Answer `project`'s queue as the token's labeler until it is empty (or `limit` answers):
-    lease, judge, post with a fresh client key, retrying that key until the server answers."""
+    """Answer `project`'s queue as the token's labeler until it is empty (or `limit` answers, or
+    `deadline_s` has passed): lease, judge, post with a fresh client key, retrying that key until
+    the server answers."""
     deadline = time.monotonic() + deadline_s
     acks: list[Ack] = []
-    while limit is None or len(acks) < limit:
+    while (limit is None or len(acks) < limit) and time.monotonic() < deadline:
         item = _retrying(lambda: _call(base, token, "GET", f"/api/v1/projects/{project}/next"), deadline)["item"]
         if item is None:
             break
