@@ -19,6 +19,7 @@ take a kind's name or its object and ask the object; `kind_of(project)` is a pro
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any, Hashable, Sequence
@@ -75,7 +76,7 @@ def _sign(x: int) -> int:
     return (x > 0) - (x < 0)
 
 
-class Kind:
+class Kind(ABC):
     """What every kind object answers for; the defaults suit a kind without the feature."""
 
     name: str = ""
@@ -106,14 +107,17 @@ class Kind:
         raise RecordError("responses", f"a {self.name} row has no responses")
 
     def item_from_row(self, row: dict[str, Any]) -> "NewItem":
-        raise NotImplementedError
+        """An import row with no responses as one item; only kinds whose rows carry no responses
+        (demonstrations) have one, the others are split from their responses (`split`)."""
+        raise RecordError("responses", f"a {self.name} row needs responses")
 
+    @abstractmethod
     def validate_answer(self, k: int, payload: dict[str, Any], min_chars: int = 0) -> dict[str, Any]:
-        raise NotImplementedError
+        """The answer, checked and normalized; AnswerError when it does not fit."""
 
+    @abstractmethod
     def form_answer(self, k: int, form: Any) -> dict[str, Any]:
         """The task page's submitted fields as an answer payload (validate_answer checks it)."""
-        raise NotImplementedError
 
     def judgments(self, payload: dict[str, Any]) -> list[tuple[Hashable, Any]]:
         """The answer's agreement units: (sub-unit, value)."""
@@ -135,9 +139,10 @@ class Kind:
     def gold_agreement(self, payload: dict[str, Any], gold: dict[str, Any]) -> float:
         raise AnswerError(f"a {self.name} item has no gold answer ({self.no_gold_why})")
 
+    @abstractmethod
     def to_records(self, prompt: Prompt, responses: list[str], payload: dict[str, Any], labeler: str,
                    meta: dict[str, Any]) -> list[Record]:
-        raise NotImplementedError
+        """The answer as the records export writes."""
 
 
 class RankingKind(Kind):
