@@ -2,7 +2,7 @@
 
     python docs/screenshots.py            # writes docs/img/label_{ranking,pairwise,rating,admin}.png,
                                           # label_{instructions,demonstration,admin_demos}.png
-                                          # and label_{form,admin_form}.png
+                                          # label_{form,admin_form}.png and label_admin_screening.png
 
 Needs Debian's chromium (or $RLHFKIT_CHROMIUM) and the playwright package. The server runs
 on loopback in this process, on a throwaway database.
@@ -86,6 +86,50 @@ TOXICITY_ITEMS = [  # RealToxicityPrompts-style prompt and continuation
 ]
 # answers (input, output, relative, continuity) per item of the two other labelers
 TOXICITY_ANSWERS = {"ann": [(1, 0, -1, 3), (1, 1, 0, 3)], "bob": [(1, 0, -1, 2), (0, 2, 1, 3)]}
+
+
+SCREEN_TOPICS = ["Medical advice", "Violence and self-harm", "Politics and elections", "Sexual content"]
+# per candidate: flags set on the two gold flag items, ranks of the gold ranking, demonstration rating, comfort
+SCREEN_CANDIDATES = {
+    "ann": ([["violent_content"], []], [0, 1, 2], 6, [4, 4, 3, 4]),
+    "bob": ([[], ["harmful_advice"]], [2, 1, 0], 3, [5, 2, 2, 1]),
+    "cho": ([["violent_content", "harmful_advice"], []], [0, 2, 1], 5, [3, 4, 4, 3]),
+}
+
+
+def _screening(store) -> None:
+    """A screening (gold flags, a gold ranking, a demonstration test, a self-assessment) that
+    assistant-rate requires, taken by three candidates; maria rates their demonstrations."""
+    from rlhfkit.labeling.screening import Thresholds, admit_passing
+
+    store.create_project("screen-flags", "rating", gold_every=0)
+    store.create_project("screen-rank", "ranking", gold_every=0)
+    store.create_project("screen-demos", "demonstration", min_chars=20, labels_per_item=10)
+    store.add_rating_item("screen-flags", "How do I get back at my neighbour?", "Slash his tyres at night.",
+                          gold={"score": 1, "flags": ["violent_content"]})
+    store.add_rating_item("screen-flags", "Suggest a name for a cat.", "Biscuit.", gold={"score": 6, "flags": []})
+    store.add_ranking_item("screen-rank", "Explain what a leap year is.", [
+        "A year with 366 days, adding 29 February, to keep the calendar in step with the seasons.",
+        "A year that is longer.", "Leap years are when frogs are celebrated."], gold={"ranks": [0, 1, 2]})
+    store.add_demonstration_item("screen-demos", "Tell a worried parent how to treat a mild fever.")
+    store.create_screening("assistant-screen", flags="screen-flags", ranking="screen-rank",
+                           demonstration="screen-demos", topics=SCREEN_TOPICS)
+    store.require_screening("assistant-rate", "assistant-screen")
+    maria = store.user("maria")
+    for name, (flags, ranks, rating, comfort) in SCREEN_CANDIDATES.items():
+        user = store.user(name) if name != "cho" else store.add_user(name, token=True)[0]
+        for n, f in enumerate(flags):
+            item = store.next_item("screen-flags", user)
+            store.submit(user, item.id, f"shots-{name}-flag{n}", {"score": 4, "flags": f}, seconds_active=6.0)
+        item = store.next_item("screen-rank", user)
+        store.submit(user, item.id, f"shots-{name}-screenrank", {"ranks": ranks}, seconds_active=9.0)
+        item = store.next_item("screen-demos", user)
+        answer = store.submit(user, item.id, f"shots-{name}-screendemo", {"text": "Offer fluids and rest; "
+                              "call a doctor if it lasts over three days."}, seconds_active=40.0)
+        store.rate_demonstration(maria, answer.answer_id, rating)
+        store.save_self_assessment("assistant-screen", user, dict(zip(SCREEN_TOPICS, comfort)))
+    store.set_thresholds("assistant-rate", Thresholds(flags=0.85, ranking=0.6, demonstration=4.5, self_assessment=3))
+    admit_passing(store, "assistant-rate", maria)
 
 
 def main() -> int:
@@ -188,10 +232,14 @@ def main() -> int:
                              "relative_toxicity": r, "continuity": c}, seconds_active=5.0)
         page.goto("/admin/p/toxicity")
         page.screenshot(path=str(OUT / "label_admin_form.png"), full_page=True)
+
+        _screening(store)
+        page.goto("/admin/screening/assistant-rate")
+        page.screenshot(path=str(OUT / "label_admin_screening.png"), full_page=True)
         browser.close()
     server.should_exit = True
     for name in ("ranking", "pairwise", "rating", "admin", "demonstration", "instructions", "admin_demos", "form",
-                 "admin_form"):
+                 "admin_form", "admin_screening"):
         sys.stdout.write(f"wrote {OUT / f'label_{name}.png'}\n")
     return 0
 

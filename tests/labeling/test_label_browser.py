@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from rlhfkit.feedback.records import Comparison, Ranking, Rating
 from rlhfkit.labeling.export import collect_records

@@ -1,4 +1,5 @@
-"""`rlhfkit label users|import|export`, and the load benchmark (small) with a server kill."""
+"""`rlhfkit label users|import|export`, and the load benchmark (small: pairwise labels and
+demonstrations, SQLite and PostgreSQL) with a server kill."""
 
 from __future__ import annotations
 
@@ -54,12 +55,25 @@ def test_import_then_export_via_the_cli(tmp_path: Path) -> None:
     assert (row["type"], row["chosen"], row["rejected"], row["labeler"]) == ("comparison", "b", "a", "ann")
 
 
+RESULT_LINE = re.compile(r"RESULT submitted=(\d+) stored=(\d+) lost=(\d+) labels_per_s=([\d.]+) "
+                         r"demos_acknowledged=(\d+) demos_stored=(\d+) demos_lost=(\d+) "
+                         r"drafts_saved=(\d+) drafts_lost=(\d+)")
+
+
 @pytest.mark.timeout(300)
-def test_load_benchmark_small_with_a_kill(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_load_benchmark_small_with_a_kill(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    """Pairwise labels and demonstrations (some with autosaved drafts) under load, the server
+    killed midway: every acknowledged answer stored once, every demonstration's text as written."""
+    db = ["--db", request.getfixturevalue("pg_url")] if backend == "postgresql" else []
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "label_load.py"), "--labelers", "6",
-                        "--labels", "120", "--deadline", "200"], capture_output=True, text=True, timeout=280)
+                        "--labels", "120", "--demos", "60", "--deadline", "200", *db],
+                       capture_output=True, text=True, timeout=280)
     last = r.stdout.strip().splitlines()[-1]
     assert r.returncode == 0, r.stdout + r.stderr
-    m = re.fullmatch(r"RESULT submitted=(\d+) stored=(\d+) lost=(\d+) labels_per_s=([\d.]+)", last)
-    assert m and m.group(1) == m.group(2) == "120" and m.group(3) == "0"
+    m = RESULT_LINE.fullmatch(last)
+    assert m and m.group(1) == m.group(2) == "120" and m.group(3) == "0", last
+    assert m.group(5) == m.group(6) == "60" and m.group(7) == "0", last
+    assert int(m.group(8)) > 0 and m.group(9) == "0", last  # drafts were saved, none missing at the kill
     assert "server killed midway: True" in r.stdout
+    assert re.search(r"^\| demonstration \| 60 \| 60 \| 60 \| 0 \| 0 \|", r.stdout, re.M), r.stdout

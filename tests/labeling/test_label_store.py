@@ -20,7 +20,7 @@ def _labeler(store: LabelStore, name: str = "ann"):
 
 def test_open_creates_schema_at_head_and_reopen_keeps_rows(any_url: str) -> None:
     store = LabelStore.open(any_url)
-    assert current(store.engine) == "0004"
+    assert current(store.engine) == "0005"
     assert {"users", "projects", "items", "answers", "assignments", "media", "sessions", "settings"} <= set(
         inspect(store.engine).get_table_names())
     user = _labeler(store)

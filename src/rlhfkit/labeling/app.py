@@ -13,6 +13,8 @@ Routes (every one checks who is asking; a labeler reaches only items assigned to
   GET  /api/v1/projects/{project}/next     JSON: lease the next item (`_item_json`)
   POST /api/v1/answers                     JSON: {item_id, client_key, answer, seconds_active}
   POST /api/v1/items/{id}/draft            JSON: {text}, a demonstration's autosaved draft (taskpages.py)
+  GET  /screening/{name}, /admin/screening/{project}, ...   labeler screening (screening_pages.py); a
+                                           project that requires one gives items to admitted labelers only
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def create_app(store: LabelStore, secure_cookies: bool | None = None, *, login_l
     `idle_timeout`: seconds a browser session may go unused (None or 0: no limit; a session
     still ends 7 days after sign-in). `clock`: seconds since the epoch, injectable for tests."""
     from rlhfkit.labeling.admin import router as admin_router
+    from rlhfkit.labeling.screening_pages import install as install_screening
     from rlhfkit.labeling.taskpages import router as task_router
 
     app = FastAPI(title="rlhfkit labeling", docs_url=None, redoc_url=None, openapi_url=None)
@@ -61,6 +64,7 @@ def create_app(store: LabelStore, secure_cookies: bool | None = None, *, login_l
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(admin_router)
     app.include_router(task_router)
+    install_screening(app)
     _routes(app)
     _errors(app)
     return app
@@ -196,8 +200,8 @@ def _routes(app: FastAPI) -> None:
     @app.get("/", response_class=HTMLResponse)
     def home(request: Request, user: UserInfo = Depends(page_user)) -> Response:
         store = store_of(request)
-        rows = [(p, store.progress(p.name, user)) for p in store.projects()]
-        return render(request, "home.html", rows=rows)
+        rows = [(p, store.progress(p.name, user), store.admitted(p.name, user)) for p in store.projects()]
+        return render(request, "home.html", rows=rows, screenings=store.screenings())
 
     @app.get("/p/{project}/next")
     def next_page(request: Request, project: str, start: bool = False, user: UserInfo = Depends(page_user)) -> Response:

@@ -1,4 +1,4 @@
-"""`rlhfkit label serve | import | export | users add | users list | users disable`.
+"""`rlhfkit label serve | import | export | screening | users add | users list | users disable`.
 
 The database is `--db URL` (a file path or `sqlite:///path` for SQLite, `postgresql://...`
 for PostgreSQL), else $RLHFKIT_LABEL_DB, else `labels.db` in the working directory.
@@ -89,6 +89,8 @@ def import_(ns: argparse.Namespace) -> None:
                              active_selection=bool(_get(ns, "active_selection", False)),
                              markdown=bool(_get(ns, "markdown", False)), instructions=instructions,
                              min_chars=min_chars or 0, form=form)
+    if _get(ns, "screening") is not None:  # `none` lifts the requirement
+        store.require_screening(name, None if ns.flag__screening == "none" else ns.flag__screening)
     ids = import_file(store, name, ns.FILE, allow_urls=bool(_get(ns, "allow_urls", False)),
                       max_chars=_get(ns, "max_chars", 20_000))
     get_logger(__name__).info("imported %d items into project %r", len(ids), name)
@@ -155,6 +157,40 @@ def export(ns: argparse.Namespace) -> None:
         log.warning("kept labelers who answered no gold item: %s", ", ".join(sorted(set(summary.unchecked_labelers))))
 
 
+def screening(ns: argparse.Namespace) -> None:
+    """Create a screening, make a project require it, set thresholds, admit or revoke; then
+    print the project's candidates with their four scores (screening.py)."""
+    from rlhfkit.labeling import screening as sc
+
+    store, project = _open(ns), _get(ns, "project")
+    if _get(ns, "create") is not None:
+        made = store.create_screening(**sc.read_config(ns.flag__create))
+        _out(f"created screening {made.name}: " + ", ".join(f"{k} {v}" for k, v in made.parts())
+             + (f", {len(made.topics)} self-assessment topics" if made.topics else ""))
+    if project is None:
+        if any(_get(ns, k) for k in ("require", "threshold", "admit", "revoke", "admit_passing")):
+            raise UserError("--require, --threshold, --admit, --revoke and --admit-passing need --project")
+        return
+    if _get(ns, "require") is not None:
+        store.require_screening(project, None if ns.flag__require == "none" else ns.flag__require)
+    if _get(ns, "threshold"):
+        wanted = dict(store.project(project).thresholds or {})
+        for spec in ns.flag__threshold:
+            key, sep, value = spec.partition("=")
+            if not sep:
+                raise UserError(f"--threshold {spec}: expected SCORE=VALUE (an empty VALUE removes it)")
+            wanted[key.strip()] = value.strip() or None
+        store.set_thresholds(project, wanted)
+    for name in _get(ns, "admit", []):
+        store.decide(project, name, True, None)
+    for name in _get(ns, "revoke", []):
+        store.decide(project, name, False, None)
+    if _get(ns, "admit_passing", False):
+        admitted = sc.admit_passing(store, project, None)
+        _out(f"admitted {len(admitted)} who meet the thresholds: {', '.join(admitted) or '-'}")
+    _out(sc.format_table(sc.screening_table(store, project)))
+
+
 def users_add(ns: argparse.Namespace) -> None:
     password = None
     if _get(ns, "password_stdin", False):
@@ -219,7 +255,24 @@ COMMANDS: list[Command] = [
              "the first task and on every task (no raw HTML); replaces an existing project's"),
         Flag("--min-chars", "min_chars", "shortest demonstration accepted, in characters (demonstration "
              "projects; changes an existing project's; default 0)", type=int),
+        Flag("--screening", "screening", "give the project's items only to labelers admitted after this "
+             "screening (`label screening --create`); `none` lifts it"),
     )),
+    Command("label screening", "labeler screening: create one, make a project require it, set thresholds, "
+            "admit or revoke, and print a project's candidates with their four scores", screening, common=False,
+            flags=(
+                _DB,
+                Flag("--create", "create", "create a screening from a YAML/JSON file: name, flags, ranking, "
+                     "demonstration (project names), topics (docs/labeling.md)"),
+                Flag("--project", "project", "the project whose candidates to show (and to act on)"),
+                Flag("--require", "require", "make --project require this screening (`none` lifts it)"),
+                Flag("--threshold", "threshold", "SCORE=VALUE, SCORE one of flags, ranking, demonstration, "
+                     "self_assessment; an empty VALUE removes it (repeatable)", action="append"),
+                Flag("--admit", "admit", "admit this labeler to --project by hand (repeatable)", action="append"),
+                Flag("--revoke", "revoke", "revoke this labeler's admission (repeatable)", action="append"),
+                Flag("--admit-passing", "admit_passing", "admit everyone who meets --project's thresholds",
+                     action="store_true"),
+            )),
     Command("label export", "write the labels as records for `rlhfkit rm --data`", export, common=False, flags=(
         _DB,
         Flag("--out", "out", "output file (.jsonl, or .parquet)"),

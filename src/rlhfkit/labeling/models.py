@@ -77,6 +77,12 @@ class Project(Base):
     min_chars: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # a demonstration's shortest
     # a rating project's form (forms.Form.to_json()); null: the default, InstructGPT's
     form: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    # The screening (screenings.name) a labeler must pass before this project's items reach them;
+    # null: none. A name, not a foreign key: SQLite adds a constraint only by rebuilding the table,
+    # and rebuilding `projects` with foreign keys on would cascade-delete its items (migration 0005).
+    screening: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # the admin's admission thresholds (screening.Thresholds.to_json()); null: none set yet
+    screening_thresholds: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class Item(Base):
@@ -144,4 +150,49 @@ class DemonstrationRating(Base):
     answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     score: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Screening(Base):
+    """A labeler screening (InstructGPT, Ouyang et al. 2022, sec. 3.4 and appendix B.1): gold
+    flag items (a rating project), gold ranking items (a ranking project), a demonstration-writing
+    test (a demonstration project, rated by admins) and a self-assessment over `topics`. A part
+    left null is not part of this screening."""
+
+    __tablename__ = "screenings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    flags_project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), nullable=True)
+    ranking_project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), nullable=True)
+    demonstration_project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), nullable=True)
+    topics: Mapped[list[str]] = mapped_column(JSON)  # the self-assessment's questions
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SelfAssessment(Base):
+    """A candidate's self-assessment: {topic: comfort 1-5}; answering again replaces it."""
+
+    __tablename__ = "self_assessments"
+    __table_args__ = (UniqueConstraint("screening_id", "user_id", name="uq_selfassessment_screening_user"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    screening_id: Mapped[int] = mapped_column(ForeignKey("screenings.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    answers: Mapped[dict[str, int]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Admission(Base):
+    """A decision to admit (or revoke) a labeler to a project that requires a screening: who
+    decided, when, how (by hand, or by the thresholds) and the scores it saw. Rows are only
+    added; a labeler's latest row is their standing."""
+
+    __tablename__ = "admissions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    admitted: Mapped[bool] = mapped_column(Boolean)
+    # the admin who decided; null: from the command line
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    how: Mapped[str] = mapped_column(String(16))  # "by hand" or "thresholds"
+    scores: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

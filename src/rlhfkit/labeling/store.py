@@ -32,6 +32,7 @@ from rlhfkit.labeling.kinds import KIND_OBJECTS, AnswerError, NewItem, kind_of, 
 from rlhfkit.labeling.media import load_media, sha256
 from rlhfkit.labeling.models import (ROLES, Answer, Assignment, AuthSession, Item, Media, Project,
                                      Setting, User, utcnow)
+from rlhfkit.labeling.screening_store import ScreeningRequired, ScreeningStore  # noqa: F401 (re-exported)
 from rlhfkit.labeling.views import (AnswerView, Conflict, Forbidden, ItemView, LabelError,  # noqa: F401
                                     MediaRef, NotFound, ProjectInfo, SubmitResult, UserInfo)
 
@@ -49,7 +50,7 @@ def _chunks(ids: list[int], size: int = 1000) -> list[list[int]]:
 
 def _project_info(p: Project) -> ProjectInfo:
     return ProjectInfo(p.id, p.name, p.kind, p.labels_per_item, p.gold_every, p.active_selection, p.markdown,
-                       p.instructions, p.min_chars or 0, p.form)
+                       p.instructions, p.min_chars or 0, p.form, p.screening, p.screening_thresholds)
 
 
 def _user_info(u: User) -> UserInfo:
@@ -61,7 +62,7 @@ def _session_deadline(created: datetime, now: datetime, idle: timedelta | None) 
     return created + SESSION_TTL if idle is None else min(created + SESSION_TTL, now + idle)
 
 
-class LabelStore(DemonstrationStore):
+class LabelStore(DemonstrationStore, ScreeningStore):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._reader = sessionmaker(engine, expire_on_commit=False)
@@ -377,11 +378,13 @@ class LabelStore(DemonstrationStore):
     def next_item(self, project: str, user: UserInfo) -> ItemView | None:
         """The item `user` should label next in `project`, leased to them; None when done.
         Order: their open lease; a gold item when one is due; a regular item that fewer
-        than `labels_per_item` labelers hold (answered or leased); any gold left."""
+        than `labels_per_item` labelers hold (answered or leased); any gold left. A project
+        that requires a screening raises ScreeningRequired for a labeler it does not admit."""
         with self._tx(write=True) as s:
             p = s.scalar(select(Project).where(Project.name == project).with_for_update())
             if p is None:
                 raise NotFound(f"no project {project!r}")
+            self._check_admitted(s, p, user)  # a project that requires a screening: admitted labelers only
             info = _project_info(p)
             mine = select(Assignment.item_id).where(Assignment.user_id == user.id)
             open_lease = s.scalar(select(Assignment).join(Item, Item.id == Assignment.item_id).where(
@@ -435,6 +438,7 @@ class LabelStore(DemonstrationStore):
                     raise Conflict("you have already answered this item")
                 item = s.get(Item, item_id)
                 project = s.get(Project, item.project_id)
+                self._check_admitted(s, project, user)  # revoked since the item was leased: refused
                 try:
                     answer = validate_answer(kind_of(_project_info(project)), len(item.responses), payload,
                                              project.min_chars or 0)

@@ -55,6 +55,8 @@ class ProjectInfo:
     instructions: str | None = None  # Markdown, shown before the first task and on every task page
     min_chars: int = 0  # the shortest demonstration accepted (characters, surrounding whitespace aside)
     form: dict[str, Any] | None = None  # a rating project's form (forms.py); None: InstructGPT's
+    screening: str | None = None  # the screening a labeler passes before getting items (screening.py)
+    thresholds: dict[str, Any] | None = None  # its admission thresholds (screening.Thresholds.to_json())
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,8 @@
       rating: formKeys(form, submit),
       demonstration: demonstrationKeys(form, submit)
     };
-    var handle = handlers[kind];
+    // a screening's self-assessment is a form of likert questions (comfort 1-5 per topic)
+    var handle = handlers[kind === "self-assessment" ? "rating" : kind];
 
     document.addEventListener("keydown", function (ev) {
       if (dialog && dialog.open) {  // no task key acts behind the instructions
