@@ -2,7 +2,9 @@
 
     python docs/screenshots.py            # writes docs/img/label_{ranking,pairwise,rating,admin}.png,
                                           # label_{instructions,demonstration,admin_demos}.png
-                                          # label_{form,admin_form}.png and label_admin_screening.png
+                                          # label_{form,admin_form}.png, label_admin_screening.png
+                                          # and label_thumbs.png
+    python docs/screenshots.py /tmp/shots # the same, into another folder
 
 Needs Debian's chromium (or $RLHFKIT_CHROMIUM) and the playwright package. The server runs
 on loopback in this process, on a throwaway database.
@@ -18,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-OUT = Path(__file__).parent / "img"
+OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "img"
 PASSWORD = "screenshots only"
 INSTRUCTIONS = """# Writing demonstrations
 
@@ -132,6 +134,18 @@ def _screening(store) -> None:
     admit_passing(store, "assistant-rate", maria)
 
 
+def _thumbs(store) -> None:
+    """A thumbs project (binary feedback for KTO): one response per item."""
+    from rlhfkit.labeling.kinds import NewItem
+
+    store.create_project("assistant-thumbs", "thumbs", labels_per_item=3)
+    store.add_items("assistant-thumbs", [NewItem(
+        [{"role": "user", "content": "My sourdough comes out flat. What am I doing wrong?"}],
+        ("A flat loaf usually means the starter was past its peak or the dough over-proofed. Feed the "
+         "starter 4-6 hours before mixing, use it when it has doubled, and shorten the bulk rise in a warm "
+         "kitchen. A few folds in the first two hours also give the dough more strength.",))])
+
+
 def main() -> int:
     import uvicorn
     from playwright.sync_api import sync_playwright
@@ -236,10 +250,15 @@ def main() -> int:
         _screening(store)
         page.goto("/admin/screening/assistant-rate")
         page.screenshot(path=str(OUT / "label_admin_screening.png"), full_page=True)
+
+        _thumbs(store)  # made last, so that the pages above stay as they were
+        page.goto("/p/assistant-thumbs/next")
+        page.keyboard.press("u")
+        page.screenshot(path=str(OUT / "label_thumbs.png"), full_page=True)
         browser.close()
     server.should_exit = True
     for name in ("ranking", "pairwise", "rating", "admin", "demonstration", "instructions", "admin_demos", "form",
-                 "admin_form", "admin_screening"):
+                 "admin_form", "admin_screening", "thumbs"):
         sys.stdout.write(f"wrote {OUT / f'label_{name}.png'}\n")
     return 0
 

@@ -133,7 +133,10 @@ def test_each_trainer_holds_its_models() -> None:
         assert {"reference policy weights", "reward model weights", "generation KV cache"} <= comps(plan)
     assert "policy + value head weights" in comps(ppo) and "policy weights" in comps(rf)
     dpo = build_plan("dpo", DPOConfig(optim=SFTConfig().optim), s)
-    assert not any("reference" in c or "reward" in c for c in comps(dpo))
+    assert not any("reward" in c for c in comps(dpo))
+    # DPO's reference: log-probs by the policy before training, a frozen copy only for the held-out evaluation
+    assert [(r.component.split(" (")[0], r.phase) for r in dpo.rows if "reference" in r.component] == [
+        ("reference policy weights", "evaluate")]
     gpt = tiny_gpt_shape(ModelConfig())
     rm = build_plan("rm", RMConfig(), Settings())
     assert _bytes(rm.rows)["reward model weights"] == 4 * (gpt.params + gpt.hidden)
@@ -142,6 +145,25 @@ def test_each_trainer_holds_its_models() -> None:
     sft = build_plan("sft", SFTConfig(), s)
     assert dpo.phase_bytes("train") == 2 * sft.phase_bytes("train")
     assert ppo.total == ppo.phase_bytes("static") + max(ppo.phase_bytes("train"), ppo.phase_bytes("generate"))
+
+
+def test_dpo_plan_follows_the_loss(capsys) -> None:
+    """A reference loss holds a frozen reference copy only after training, for the held-out accuracy;
+    a reference-free loss (simpo, orpo) holds none and computes no reference log-probs."""
+    s = Settings()
+    sigmoid, simpo = build_plan("dpo", DPOConfig(), s), build_plan("dpo", DPOConfig(loss="simpo"), s)
+    ref = [r for r in sigmoid.rows if r.phase == "evaluate"]
+    assert len(ref) == 1 and ref[0].bytes == 4 * tiny_gpt_shape(ModelConfig()).params
+    assert sigmoid.total == sigmoid.phase_bytes("static") + max(sigmoid.phase_bytes("train"), ref[0].bytes)
+    assert any("by the policy itself" in n for n in sigmoid.notes)
+    assert not any("reference" in r.component for r in simpo.rows)
+    assert any("reference-free" in n for n in simpo.notes)
+    assert not any(r.phase == "evaluate" for r in build_plan("dpo", DPOConfig(heldout_frac=0.0), s).rows)
+    assert main(["plan", "dpo", "--set", "loss=simpo"]) == 0
+    assert "loss simpo is reference-free" in capsys.readouterr().out
+    assert main(["plan", "dpo"]) == 0
+    assert "evaluation after training" in capsys.readouterr().out
+    assert main(["plan", "dpo", "--set", "loss=nope"]) == 2
 
 
 def test_lora_plan_from_a_local_config_json(tmp_path: Path) -> None:

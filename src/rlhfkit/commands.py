@@ -35,8 +35,18 @@ def _grpo(cfg):
     return run(cfg)
 
 
+def _online_dpo(cfg):
+    from rlhfkit.algos.online_dpo import run
+    return run(cfg)
+
+
 def _dpo(cfg):
     from rlhfkit.algos.dpo import run
+    return run(cfg)
+
+
+def _kto(cfg):
+    from rlhfkit.algos.kto import run
     return run(cfg)
 
 
@@ -159,9 +169,19 @@ COMMANDS: list[Command] = [
                              Flag("--loss-type", "loss_type", "grpo, dr_grpo, dapo or bnpo",
                                   choices=("grpo", "dr_grpo", "dapo", "bnpo")),
                              Flag("--group-size", "group_size", "samples per prompt (G)", type=int)))),
+    Command("online-dpo", "online DPO (Guo et al. 2024): two samples per prompt from the current policy, a judge "
+            "(the reward, or the simulated labelers) picks one, a DPO step", _online_dpo,
+            "rlhfkit.algos.online_dpo:OnlineDPOConfig",
+            _online((Flag("--beta", "beta", "DPO beta", type=float),
+                     Flag("--judge", "judge", "reward (higher score wins) or labelers (the task's gold, noisy)",
+                          choices=("reward", "labelers"))))),
     Command("dpo", "direct preference optimization on comparisons", _dpo, "rlhfkit.algos.dpo:DPOConfig",
             (_POLICY, Flag("--data", "data", "comparisons or rankings file"),
              Flag("--beta", "beta", "DPO beta", type=float))),
+    Command("kto", "KTO: Kahneman-Tversky optimization on unpaired thumbs-up/down feedback (ratings, "
+            "comparisons and rankings converted)", _kto, "rlhfkit.algos.kto:KTOConfig",
+            (_POLICY, Flag("--data", "data", "feedback, ratings, comparisons or rankings file"),
+             Flag("--beta", "beta", "KTO beta", type=float))),
     Command("best-of-n", "sample n responses, keep the reward model's favourite", _best_of_n,
             "rlhfkit.algos.best_of_n:BestOfNConfig",
             (_POLICY, _RM, _REWARD, Flag("--task", "task", "task: reviews, module:attribute or a prompts file"),

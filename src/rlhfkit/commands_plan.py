@@ -54,14 +54,15 @@ def format_plan(plan: Any) -> str:
     width = max(len(r.component) for r in plan.rows)
     lines.append("")
     lines.append(f"  {'component':<{width}}  {'per process':>12}  note")
-    for phase, title in (("static", "held throughout"), ("train", "training step"), ("generate", "rollouts")):
+    for phase, title in (("static", "held throughout"), ("train", "training step"), ("generate", "rollouts"),
+                         ("evaluate", "evaluation after training")):
         rows = [r for r in plan.rows if r.phase == phase]
         if rows:
             lines.append(f"  -- {title}")
             lines += [f"  {r.component:<{width}}  {human(r.bytes):>12}  {r.note}" for r in rows]
     lines.append("")
-    lines.append(f"  {'total (peak)':<{width}}  {human(plan.total):>12}  held throughout + the larger of "
-                 "training step and rollouts")
+    lines.append(f"  {'total (peak)':<{width}}  {human(plan.total):>12}  held throughout + the largest of "
+                 "training step, rollouts and evaluation")
     lines += [f"note: {n}" for n in plan.notes]
     lines.append(LEAVES_OUT)
     return "\n".join(lines)
@@ -86,7 +87,7 @@ def _plan(ns: argparse.Namespace) -> None:
 COMMANDS = [
     Command("plan", "estimate the memory each process needs for a trainer's config, before any weights load",
             _plan, None, (
-                Flag("trainer", "trainer", "pretrain, sft, rm, dpo, ppo, reinforce or expert-iter "
+                Flag("trainer", "trainer", "pretrain, sft, rm, dpo, kto, ppo, reinforce or expert-iter "
                      "(default: the one whose config the --config file fits)", positional=True, nargs="?"),
                 Flag("--config", "config", "the run's YAML config (e.g. a run directory's config.yaml)"),
                 Flag("--set", "set", "override a config field, e.g. --set optim.batch_size=64 (repeatable)",

@@ -82,7 +82,8 @@ class Row:
     component: str
     bytes: int
     note: str = ""
-    phase: str = "static"  # static (always held), train (the training step), generate (rollouts)
+    phase: str = "static"  # static (always held), train (the training step), generate (rollouts),
+    # evaluate (after training: DPO's held-out reference copy)
 
 
 @dataclass
@@ -100,8 +101,9 @@ class Plan:
 
     @property
     def total(self) -> int:
-        """Static bytes plus the larger of the training step and generation (they do not overlap)."""
-        return self.phase_bytes("static") + max(self.phase_bytes("train"), self.phase_bytes("generate"))
+        """Static bytes plus the largest of the training step, generation and the evaluation after
+        training (they do not overlap)."""
+        return self.phase_bytes("static") + max(self.phase_bytes(p) for p in ("train", "generate", "evaluate"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"command": self.command, "settings": asdict(self.settings),
@@ -283,21 +285,22 @@ def human(n: int) -> str:
 
 # ---------------------------------------------------------------- the trainers
 
-TRAINERS = ("pretrain", "sft", "rm", "dpo", "ppo", "reinforce", "expert-iter")
+TRAINERS = ("pretrain", "sft", "rm", "dpo", "kto", "ppo", "reinforce", "expert-iter")
 
 
 def config_classes() -> dict[str, type]:
     """The config dataclass of each trainer `plan` knows."""
     from rlhfkit.algos.dpo import DPOConfig
     from rlhfkit.algos.expert_iteration import ExpertIterationConfig
+    from rlhfkit.algos.kto import KTOConfig
     from rlhfkit.algos.ppo import PPOConfig
     from rlhfkit.algos.pretrain import PretrainConfig
     from rlhfkit.algos.reinforce import ReinforceConfig
     from rlhfkit.algos.reward_model import RMConfig
     from rlhfkit.algos.sft import SFTConfig
 
-    return {"pretrain": PretrainConfig, "sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig, "ppo": PPOConfig,
-            "reinforce": ReinforceConfig, "expert-iter": ExpertIterationConfig}
+    return {"pretrain": PretrainConfig, "sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig, "kto": KTOConfig,
+            "ppo": PPOConfig, "reinforce": ReinforceConfig, "expert-iter": ExpertIterationConfig}
 
 
 def _scalar_head_params(shape: ModelShape) -> int:
@@ -341,11 +344,28 @@ def _step_rows(plan: Plan, shape: ModelShape, seqs: int, seq_len: int, lm_logits
                              f"{per} x {seq_len} x vocab {shape.vocab:,}", "train"))
 
 
+def _dpo_reference(plan: Plan, cfg: Any, shape: ModelShape) -> None:
+    """DPO's reference (`algos.dpo`): the training pairs' reference log-probs are computed once,
+    by the policy itself, before the first step; the held-out evaluation after training loads a
+    frozen copy of the initial policy. A reference-free loss (simpo, orpo) does neither."""
+    from rlhfkit.ops.preference import pair_loss
+
+    if not pair_loss(cfg.loss).needs_reference:
+        plan.notes.append(f"loss {cfg.loss} is reference-free: no reference log-probs, no reference copy")
+        return
+    plan.notes.append("reference log-probs are computed once before the first step, by the policy itself: "
+                      "no reference weights while training")
+    if cfg.heldout_frac > 0:
+        r = frozen_row("reference policy", shape.params, plan.settings)
+        plan.rows.append(Row(r.component, r.bytes, r.note + "; loaded after training for the held-out accuracy",
+                             "evaluate"))
+
+
 def _supervised(command: str, cfg: Any, s: Settings) -> Plan:
     if command == "pretrain":
         shape, seq_len = load_shape(cfg.model.path, cfg.model), cfg.model.n_positions
     else:
-        shape, seq_len = load_shape(cfg.policy if command == "dpo" else cfg.model), cfg.max_len
+        shape, seq_len = load_shape(cfg.policy if command in ("dpo", "kto") else cfg.model), cfg.max_len
     plan = Plan(command, s, {"policy" if command != "rm" else "reward model": shape})
     scalar = command == "rm"
     _train_model(plan, "reward model" if scalar else "policy", shape, getattr(cfg, "lora", None), scalar,
@@ -353,7 +373,12 @@ def _supervised(command: str, cfg: Any, s: Settings) -> Plan:
     pair = 2 if command in ("rm", "dpo") else 1  # chosen and rejected go through together
     _step_rows(plan, shape, cfg.optim.batch_size * pair, seq_len, lm_logits=not scalar)
     if command == "dpo":
-        plan.notes.append("reference log-probs are computed once before the first step: no reference weights")
+        _dpo_reference(plan, cfg, shape)
+    if command == "kto":
+        plan.notes.append("reference log-probs (training and held-out examples) are computed once before the "
+                          "first step, by the policy itself: no reference weights")
+        plan.notes.append("KTO's mismatched pairs for its KL estimate z0 run without a graph: their activations "
+                          "are not kept")
     if command == "expert-iter":
         rm = load_shape(cfg.reward_model)
         plan.models["reward model"] = rm

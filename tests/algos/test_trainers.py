@@ -6,15 +6,13 @@ import json
 import random
 
 import pytest
-import torch
+from tests_helpers import kill_then_resume, sentiment_pairs
 
 from rlhfkit.cli import main
 from rlhfkit.feedback.formats import write_records
 from rlhfkit.feedback.records import Ranking
-from rlhfkit.lm.models import load_policy
 from rlhfkit.logging import read_metrics
 from rlhfkit.tasks.reviews import ReviewTask
-from tests_helpers import sentiment_pairs
 
 FAST = ["--set", "optim.batch_size=16", "--set", "optim.checkpoint_every=0"]
 
@@ -130,27 +128,8 @@ def test_rankings_are_weighted_and_training_is_deterministic(tiny_lm, tmp_path):
 
 def test_pretrain_resume_after_kill_matches_uninterrupted(tmp_path):
     """Stop after a checkpoint (as kill -9 would), resume, and end with the same weights."""
-    import subprocess
-    import sys
-    import time
-
     args = ["pretrain", "--set", "corpus_docs=400", "--set", "eval_docs=20", "--set", "model.n_layer=1",
             "--set", "model.n_embd=32", "--set", "model.n_head=2", "--set", "model.vocab_size=300",
             "--set", "model.n_positions=64", "--set", "optim.max_steps=40", "--set", "optim.checkpoint_every=5",
             "--set", "optim.batch_size=8"]
-    full = tmp_path / "full"
-    assert main(args + ["--out", str(full)]) == 0
-    part = tmp_path / "part"
-    proc = subprocess.Popen([sys.executable, "-m", "rlhfkit.cli", *args, "--out", str(part)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((part / "checkpoints").glob("step-*/trainer_state.pt")):
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    assert not (part / "final").exists()  # it was stopped mid-run
-    assert main(args + ["--out", str(part), "--resume"]) == 0
-    a, _ = load_policy(full / "final")
-    b, _ = load_policy(part / "final")
-    for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert torch.equal(p, q), n
+    kill_then_resume(args, tmp_path / "full", tmp_path / "part")

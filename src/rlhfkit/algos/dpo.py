@@ -1,7 +1,18 @@
-"""Direct preference optimization (Rafailov et al. 2023): the policy itself is the
-reward model, r(x, y) = beta log pi(y|x) / pi_ref(y|x), fitted with the Bradley-Terry
-loss on the comparisons (`ops.losses.dpo` calls `bradley_terry`). The reference
-log-probs are computed once, before training.
+"""Direct preference optimization (Rafailov et al. 2023) and its family of pairwise losses.
+
+The policy itself is the reward model, r(x, y) = beta log pi(y|x) / pi_ref(y|x), fitted with
+the Bradley-Terry loss on the comparisons (`ops.losses.dpo` calls `bradley_terry`). `loss`
+picks another loss of the table `ops.preference.PAIR_LOSSES` (ipo, cdpo, robust, hinge, rpo,
+and the reference-free simpo and orpo), each with its hyperparameters as fields of the config.
+
+    1. reference log-probs log pi_ref(y|x) of every training pair, computed once before
+       training by the policy itself (its adapter off): no reference copy while training
+    2. fit(loss_fn): each batch's policy log-probs (and response lengths) through the loss
+    3. held-out accuracy of the loss's implicit reward; for a reference loss a frozen copy of
+       the initial policy is loaded next to the trained one to score the held-out pairs
+
+A reference-free loss (SimPO, ORPO) skips steps 1 and the reference copy of 3: its implicit
+reward is the length-normalized log-prob of the policy alone.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from rlhfkit.lm.data import (
     EncodedPreference,
     collate_preferences,
     encode_preferences,
+    response_token_counts,
     sequence_logprob,
 )
 from rlhfkit.lm.models import (
@@ -35,7 +47,14 @@ from rlhfkit.lm.models import (
 )
 from rlhfkit.lm.shared_prompt import can_share_prompt, collate_shared, shared_logprobs
 from rlhfkit.logging import MetricsLogger, get_logger, progress
-from rlhfkit.ops.losses import LossOutput, dpo
+from rlhfkit.ops.losses import LossOutput
+from rlhfkit.ops.preference import (
+    PAIR_LOSSES,
+    PairLogps,
+    PairLoss,
+    PairLossConfig,
+    pair_loss,
+)
 from rlhfkit.runtime import RunDir, seed_everything
 from rlhfkit.train.dist import is_main_process
 from rlhfkit.train.supervised import OptimConfig, fit
@@ -48,7 +67,14 @@ log = get_logger(__name__)
 class DPOConfig(RunConfig):
     policy: str | None = F(None, "initial policy folder (the SFT model); also the reference")
     data: str | None = F(None, "comparisons or rankings (any supported format)")
-    beta: float = F(0.1, "DPO temperature: strength of the implicit KL constraint")
+    loss: str = F("sigmoid", "pairwise loss: " + ", ".join(PAIR_LOSSES) + " (simpo, orpo: no reference)")
+    beta: float = F(PairLossConfig.beta, "DPO temperature: strength of the implicit KL constraint "
+                    "(also IPO's tau, the hinge's scale)")
+    label_smoothing: float = F(PairLossConfig.label_smoothing, "cdpo, robust: assumed label-flip rate, in [0, 0.5)")
+    rpo_alpha: float = F(PairLossConfig.rpo_alpha, "rpo: weight of the chosen response's NLL per token")
+    simpo_beta: float = F(PairLossConfig.simpo_beta, "simpo: reward scale of the average log-prob (paper: 2.0-2.5)")
+    simpo_gamma: float = F(PairLossConfig.simpo_gamma, "simpo: target reward margin gamma")
+    orpo_lambda: float = F(PairLossConfig.orpo_lambda, "orpo: weight of the odds-ratio term")
     drop_ties: bool = F(True, "skip tied pairs (a tie carries no preference for DPO to fit)")
     heldout_frac: float = F(0.1, "fraction of prompts held out for implicit-reward accuracy")
     max_len: int = F(96, "max tokens of prompt + response")
@@ -94,26 +120,55 @@ def pair_logprobs(model, tok, pairs: list[Comparison] | list[EncodedPreference],
     return (torch.cat(lc), torch.cat(lr)) if lc else (torch.zeros(0), torch.zeros(0))
 
 
-def dpo_loss_fn(model, tok, train: list[Comparison], ref_c: torch.Tensor, ref_r: torch.Tensor, beta: float,
-                max_len: int, encoded: list[EncodedPreference] | None = None, share_prompt: bool = True
-                ) -> Callable[[list[int]], LossOutput]:
-    """The DPO loss of a batch of `train` indices against precomputed reference log-probs."""
+def pair_token_counts(enc: Sequence[EncodedPreference]) -> tuple[torch.Tensor, torch.Tensor]:
+    """|y_c|, |y_r|: the response tokens each summed log-prob of `pair_sequence_logprobs` covers,
+    (B,) each (float, on the CPU), for the length-normalized losses."""
+    return response_token_counts([e.chosen for e in enc]), response_token_counts([e.rejected for e in enc])
+
+
+def dpo_loss_fn(model, tok, train: list[Comparison], ref_c: torch.Tensor | None, ref_r: torch.Tensor | None,
+                beta: float, max_len: int, encoded: list[EncodedPreference] | None = None, share_prompt: bool = True,
+                loss: str = "sigmoid", hp: PairLossConfig | None = None) -> Callable[[list[int]], LossOutput]:
+    """The `loss` (a `PAIR_LOSSES` name; DPO's sigmoid by default) of a batch of `train` indices
+    against precomputed reference log-probs (None for a reference-free loss). `hp` defaults to
+    `PairLossConfig(beta=beta)`."""
+    entry = pair_loss(loss)
+    hp = hp if hp is not None else PairLossConfig(beta=beta)
+    assert not entry.needs_reference or (ref_c is not None and ref_r is not None), f"{loss} needs reference log-probs"
     enc = encoded if encoded is not None else encode_preferences(tok, train, max_len)
 
     def loss_fn(idx: list[int]) -> LossOutput:
         batch = [enc[i] for i in idx]
-        pc, pr = pair_sequence_logprobs(model, batch, tok.pad_token_id, share_prompt)
+        pc, pr = pair_sequence_logprobs(model, batch, tok.pad_token_id, share_prompt)  # (B,) each
         dev, i = pc.device, torch.tensor(idx)
+        nc, nr = (n.to(dev) for n in pair_token_counts(batch))
+        refs = (ref_c[i].to(dev), ref_r[i].to(dev)) if entry.needs_reference else (None, None)
         target = torch.tensor([e.target for e in batch], device=dev)
         weight = torch.tensor([e.weight for e in batch], device=dev)
-        return dpo(pc, pr, ref_c[i].to(dev), ref_r[i].to(dev), beta, target=target, weights=weight)
+        return entry.fn(PairLogps(pc, pr, nc, nr, *refs), hp, target, weight)
     return loss_fn
+
+
+def heldout_accuracy(model, tok, test: list[Comparison], cfg: DPOConfig, entry: PairLoss, hp: PairLossConfig
+                     ) -> float:
+    """How often the loss's implicit reward ranks the held-out pairs right. A reference loss
+    loads a frozen copy of the initial policy for it; a reference-free one needs the policy only."""
+    enc = encode_preferences(tok, test, cfg.max_len)
+    tc, tr = pair_logprobs(model, tok, enc, cfg.max_len, desc="held-out log-probs", share_prompt=cfg.share_prompt)
+    refs: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+    if entry.needs_reference:
+        ref = load_policy(cfg.policy)[0].to(model.device)
+        refs = pair_logprobs(ref, tok, enc, cfg.max_len, desc="held-out reference", share_prompt=cfg.share_prompt)
+        del ref
+    rc, rr = entry.reward(PairLogps(tc, tr, *pair_token_counts(enc), *refs), hp)  # (N,) each
+    return (rc > rr).float().mean().item()
 
 
 def run(cfg: DPOConfig) -> dict:
     t0 = time.time()
     if cfg.policy is None or cfg.data is None:
         raise UserError("dpo: give --policy PATH and --data FILE")
+    entry, hp = pair_loss(cfg.loss), PairLossConfig.from_fields(cfg)  # bad names and values fail here
     seed_everything(cfg.seed)
     run_dir = RunDir.create(cfg.out or "runs/dpo", cfg)
     records = read_records(cfg.data, expect=(Comparison, Ranking))
@@ -124,27 +179,25 @@ def run(cfg: DPOConfig) -> dict:
     model, tok = load_policy(cfg.policy)
     model = with_adapters(model, cfg.policy, "dpo", cfg.lora, cfg.prefix)
     enc = encode_preferences(tok, train, cfg.max_len)
-    # The reference is the policy with its adapter off (a fresh prefix already changes the outputs).
-    with model.disable_adapter() if is_prefix_tuned(model) else nullcontext():
-        ref_c, ref_r = pair_logprobs(model, tok, enc, cfg.max_len, share_prompt=cfg.share_prompt)
+    ref_c = ref_r = None
+    if entry.needs_reference:
+        # The reference is the policy with its adapter off (a fresh prefix already changes the outputs).
+        with model.disable_adapter() if is_prefix_tuned(model) else nullcontext():
+            ref_c, ref_r = pair_logprobs(model, tok, enc, cfg.max_len, share_prompt=cfg.share_prompt)
     model.train()
     loss_fn = dpo_loss_fn(model, tok, train, ref_c, ref_r, cfg.beta, cfg.max_len, encoded=enc,
-                          share_prompt=cfg.share_prompt)
+                          share_prompt=cfg.share_prompt, loss=cfg.loss, hp=hp)
 
     with MetricsLogger(run_dir.path if is_main_process() else None, cfg.log, resume=cfg.resume) as logger:
         steps = fit(run_dir, model, tok, len(train), loss_fn, cfg.optim, cfg.seed, logger, "dpo",
                     resume=cfg.resume, device=cfg.device)
-        acc = None
-        if test:
-            ref = load_policy(cfg.policy)[0].to(model.device)
-            tc, tr = pair_logprobs(model, tok, test, cfg.max_len, desc="held-out log-probs")
-            rc, rr = pair_logprobs(ref, tok, test, cfg.max_len, desc="held-out reference")
-            acc = ((tc - rc) > (tr - rr)).float().mean().item()
+        acc = heldout_accuracy(model, tok, test, cfg, entry, hp) if test else None
+        if acc is not None:
             logger.log({"eval/dpo/implicit_reward_accuracy": acc}, steps)
-    summary = {"final": str(run_dir.final), "steps": steps, "train_pairs": len(train),
+    summary = {"final": str(run_dir.final), "steps": steps, "loss": cfg.loss, "train_pairs": len(train),
                "heldout_implicit_accuracy": acc, "n_heldout": len(test), "wall_s": time.time() - t0}
     if is_main_process():
         save_model(merged(model), tok, run_dir.final)
         run_dir.write_summary(summary)
-    log.info("dpo: held-out implicit-reward accuracy %s on %d pairs", acc, len(test))
+    log.info("dpo (%s): held-out implicit-reward accuracy %s on %d pairs", cfg.loss, acc, len(test))
     return summary

@@ -20,7 +20,8 @@ render: the messages before the last assistant turn are the prompt (earlier assi
 multi-turn conversation stay in it), that turn's content is the response; both sides of a chat
 preference row must hold the same conversation before their last reply. HH transcripts stay
 strings. `export_preference_pairs` writes a conversational comparison in TRL's conversational
-format (prompt: messages; chosen, rejected: one assistant message each).
+format (prompt: messages; chosen, rejected: one assistant message each); `unpaired_rows` writes
+binary feedback as TRL's unpaired rows `{prompt, completion, label}` (KTO's), the same way.
 
 Errors name the file, the line and the field. Writers write to a temporary file and
 rename it into place, so a failed write never leaves a half-written file.
@@ -41,6 +42,7 @@ from rlhfkit.feedback.records import (
     Comparison,
     Completions,
     Demonstration,
+    Feedback,
     Message,
     Ranking,
     Rating,
@@ -148,6 +150,15 @@ def row_to_record(row: Any) -> Record:
             raise RecordError("rejected", f"expected a string, got {type(rejected).__name__}")
         prompt, c, r = _split_hh(chosen, rejected)
         return Comparison(prompt, c, r, **extra)
+    if "label" in row and ("completion" in row or "response" in row):  # TRL's unpaired preference rows
+        f = "completion" if "completion" in row else "response"
+        if isinstance(row[f], list):
+            prompt, response = _split_chat(row[f], f, _chat_prompt(row))
+        else:
+            prompt, response = row.get("prompt"), row[f]
+        if not isinstance(row["label"], bool):
+            raise RecordError("label", f"expected true (desirable) or false, got {row['label']!r}")
+        return Feedback(prompt, response, row["label"], labeler=row.get("labeler"))
     if "messages" in row:
         return Demonstration(*_split_chat(row["messages"], "messages"))
     if "prompt" not in row:
@@ -312,6 +323,29 @@ def export_preference_pairs(path: str | Path, records: Iterable[Record]) -> int:
 
     Rankings are expanded to pairs; ties are dropped (that format has no tie field)."""
     return write_rows(path, preference_pairs(records)[0])
+
+
+def unpaired_row(f: Feedback) -> dict[str, Any]:
+    """One row of TRL's unpaired preference format (KTOTrainer's `prompt/completion/label`):
+    strings, or for a conversational prompt its messages and the completion as one assistant
+    message. `row_to_record` reads it back as the same Feedback (labeler and meta aside)."""
+    if isinstance(f.prompt, str):
+        return {"prompt": f.prompt, "completion": f.response, "label": f.desirable}
+    return {"prompt": as_messages(f.prompt), "completion": [{"role": "assistant", "content": f.response}],
+            "label": f.desirable}
+
+
+def unpaired_rows(records: Iterable[Record]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """TRL's `prompt/completion/label` rows of the binary feedback records, and the other
+    records left out, counted by kind (`to_feedback` converts them, where that is wanted)."""
+    rows: list[dict[str, Any]] = []
+    skipped: Counter[str] = Counter()
+    for r in records:
+        if isinstance(r, Feedback):
+            rows.append(unpaired_row(r))
+        else:
+            skipped[r.kind] += 1
+    return rows, dict(skipped)
 
 
 def read_text_rows(path: str | Path, field: str, what: str) -> list[str]:

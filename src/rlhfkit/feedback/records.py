@@ -278,6 +278,26 @@ class Rating:
 
 
 @dataclass(frozen=True)
+class Feedback:
+    """Unpaired binary feedback on one response: thumbs up (`desirable`) or down. KTO's data
+    (Ethayarajh et al. 2024); TRL's unpaired rows {prompt, completion, label} read as these."""
+
+    kind: ClassVar[str] = "feedback"
+    prompt: Prompt
+    response: str
+    desirable: bool
+    labeler: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        _need_prompt(self)
+        _need_str("response", self.response)
+        if not isinstance(self.desirable, bool):
+            raise RecordError("desirable", f"expected true/false, got {self.desirable!r}")
+        _need_opt_str("labeler", self.labeler)
+
+
+@dataclass(frozen=True)
 class Completions:
     kind: ClassVar[str] = "completions"
     prompt: Prompt
@@ -294,8 +314,9 @@ class Completions:
         _need_opt_str("policy", self.policy)
 
 
-Record = Union[Demonstration, Comparison, Ranking, Rating, Completions]
-RECORD_TYPES: dict[str, type] = {c.kind: c for c in (Demonstration, Comparison, Ranking, Rating, Completions)}
+Record = Union[Demonstration, Comparison, Ranking, Rating, Feedback, Completions]
+RECORD_TYPES: dict[str, type] = {c.kind: c for c in (Demonstration, Comparison, Ranking, Rating, Feedback,
+                                                     Completions)}
 
 
 def record_to_dict(record: Record) -> dict[str, Any]:
@@ -312,7 +333,7 @@ def record_to_dict(record: Record) -> dict[str, Any]:
         d.pop("ranks", None)
     if isinstance(record, Rating) and not record.answers:
         d.pop("answers")  # a rating without a form's extra fields stays as it always was
-    if isinstance(record, Demonstration) and record.labeler is None:
+    if isinstance(record, (Demonstration, Feedback)) and record.labeler is None:
         d.pop("labeler")  # plain SFT rows stay {prompt, response}
     return {"type": record.kind, **d}
 
@@ -325,4 +346,28 @@ def expand_to_comparisons(records: list[Record]) -> list[Comparison]:
             out.append(r)
         elif isinstance(r, Ranking):
             out.extend(r.to_comparisons())
+    return out
+
+
+def to_feedback(records: list[Record], threshold: int = 5) -> list[Feedback]:
+    """Binary feedback from any judgments, for KTO (Ethayarajh et al. 2024, sec. 4):
+    feedback records pass through; a rating is desirable when its score is at least `threshold`
+    (a rating without a score is skipped); a comparison gives a desirable record for the chosen
+    response and an undesirable one for the rejected (ties give none); a ranking gives its best
+    response as desirable and its worst as undesirable (when they are not tied), so a K-way
+    ranking adds two records, not 2 C(K, 2)."""
+    out: list[Feedback] = []
+    for r in records:
+        if isinstance(r, Feedback):
+            out.append(r)
+        elif isinstance(r, Rating) and r.score is not None:
+            out.append(Feedback(r.prompt, r.response, r.score >= threshold, r.labeler, r.meta))
+        elif isinstance(r, Comparison) and not r.tie:
+            out += [Feedback(r.prompt, r.chosen, True, r.labeler, r.meta),
+                    Feedback(r.prompt, r.rejected, False, r.labeler, r.meta)]
+        elif isinstance(r, Ranking):
+            ranks = r.ranks or tuple(range(len(r.responses)))
+            if ranks[0] != ranks[-1]:
+                out += [Feedback(r.prompt, r.responses[0], True, r.labeler, r.meta),
+                        Feedback(r.prompt, r.responses[-1], False, r.labeler, r.meta)]
     return out

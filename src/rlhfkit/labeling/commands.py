@@ -140,11 +140,13 @@ def export(ns: argparse.Namespace) -> None:
     fmt = _get(ns, "format", "records")
     summary = export_file(_open(ns), out, _get(ns, "project"), _get(ns, "min_gold_agreement"), fmt)
     if fmt == "trl":
-        log.info("wrote %d prompt/chosen/rejected rows (from %d records, %d answers) to %s", summary.rows,
+        log.info("wrote %d %s rows (from %d records, %d answers) to %s", summary.rows, summary.columns,
                  summary.records, summary.answers, out)
         left = [f"{why}: {n}" for why, n in sorted(summary.skipped.items())]
+        why = ("TRL's format cannot say tie, and only pairs are preferences" if "chosen" in summary.columns
+               else "only binary feedback makes TRL's unpaired rows")
         if left:
-            log.info("left out: %s (TRL's format cannot say tie, and only pairs are preferences)", ", ".join(left))
+            log.info("left out: %s (%s)", ", ".join(left), why)
     else:
         log.info("wrote %d records (%d answers) to %s", summary.records, summary.answers, out)
     if summary.no_judgment:
@@ -240,7 +242,7 @@ COMMANDS: list[Command] = [
         _DB,
         Flag("--project", "project", "project to add to (created if missing; default 'default')"),
         Flag("--kind", "kind", "task kind of a new project: ranking (default; rating with --form), pairwise, "
-             "rating or demonstration"),
+             "rating, demonstration or thumbs"),
         Flag("--form", "form", "a rating project's form: instructgpt (the default), realtoxicity, or a YAML/JSON "
              "file of fields (likert, flags, choice, text; docs/labeling.md)"),
         Flag("--labels-per-item", "labels_per_item", "labelers per item, for a new project (default 1)", type=int),
@@ -273,11 +275,13 @@ COMMANDS: list[Command] = [
                 Flag("--admit-passing", "admit_passing", "admit everyone who meets --project's thresholds",
                      action="store_true"),
             )),
-    Command("label export", "write the labels as records for `rlhfkit rm --data`", export, common=False, flags=(
+    Command("label export", "write the labels as records for `rlhfkit rm --data` (thumbs: `kto --data`)", export,
+            common=False, flags=(
         _DB,
         Flag("--out", "out", "output file (.jsonl, or .parquet)"),
         Flag("--format", "format", "records (ours, default) or trl: TRL's prompt/chosen/rejected pairs "
-             "(rankings as their strict pairs; ties, can't tell and ratings left out)", choices=("records", "trl")),
+             "(rankings as their strict pairs; ties, can't tell and ratings left out), or for a thumbs project "
+             "TRL's unpaired prompt/completion/label rows", choices=("records", "trl")),
         Flag("--project", "project", "only this project (default: all)"),
         Flag("--min-gold-agreement", "min_gold_agreement",
              "drop labelers whose agreement with gold items is below this (0..1)", type=float),

@@ -1,7 +1,10 @@
 """`rlhfkit label export`: answers -> records (Ranking / Comparison / Rating JSONL) that
-`rlhfkit rm --data` reads, or with `--format trl` the `prompt/chosen/rejected` rows of TRL's
-preference format (`feedback.formats.preference_pairs`). Gold items are the researchers' checks
-and are left out; labelers below an agreement-with-gold threshold can be dropped."""
+`rlhfkit rm --data` reads (Demonstration: `sft --data`; Feedback, a thumbs project's: `kto
+--data`), or with `--format trl` the `prompt/chosen/rejected` rows of TRL's preference format
+(`feedback.formats.preference_pairs`), or for binary feedback TRL's unpaired
+`prompt/completion/label` rows (`feedback.formats.unpaired_rows`); the two cannot share a file.
+Gold items are the researchers' checks and are left out; labelers below an
+agreement-with-gold threshold can be dropped."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ class ExportSummary:
     no_judgment: int = 0  # answers that become no record (pairwise "can't tell")
     rows: int = 0  # rows written (records, or TRL pairs)
     skipped: dict[str, int] = field(default_factory=dict)  # --format trl: left out, by reason
+    columns: str = ""  # --format trl: the rows' columns, "prompt/chosen/rejected" or "prompt/completion/label"
 
 
 def collect_records(store: Any, project: str | None = None, min_gold_agreement: float | None = None,
@@ -67,10 +71,15 @@ EXPORT_FORMATS: tuple[str, ...] = ("records", "trl")
 
 def export_file(store: Any, out: str | Path, project: str | None = None,
                 min_gold_agreement: float | None = None, format: str = "records") -> ExportSummary:
-    """Write the records (or, for `format="trl"`, TRL's preference rows) to `out` (JSONL, or
-    Parquet by suffix) atomically."""
+    """Write the records (or, for `format="trl"`, TRL's preference rows: pairs, or the unpaired
+    rows of binary feedback) to `out` (JSONL, or Parquet by suffix) atomically."""
     # imported here: formats loads torch, the server needs none
-    from rlhfkit.feedback.formats import preference_pairs, write_records, write_rows
+    from rlhfkit.feedback.formats import (
+        preference_pairs,
+        unpaired_rows,
+        write_records,
+        write_rows,
+    )
 
     if format not in EXPORT_FORMATS:
         raise UserError(f"unknown export format {format!r}; known: {', '.join(EXPORT_FORMATS)}")
@@ -80,6 +89,14 @@ def export_file(store: Any, out: str | Path, project: str | None = None,
         summary.rows = write_records(out, records)
         return summary
     rows, summary.skipped = preference_pairs(records)
+    summary.columns = "prompt/chosen/rejected"
+    unpaired, skipped = unpaired_rows(records)
+    if unpaired and rows:
+        raise UserError(f"--format trl: {len(rows)} preference pairs (prompt/chosen/rejected) and {len(unpaired)} "
+                        "binary feedback rows (prompt/completion/label) cannot share a file: export the "
+                        "projects apart with --project")
+    if unpaired:
+        rows, summary.skipped, summary.columns = unpaired, skipped, "prompt/completion/label"
     _one_prompt_type(rows)
     summary.rows = write_rows(out, rows)
     return summary
@@ -90,6 +107,6 @@ def _one_prompt_type(rows: list[dict[str, Any]]) -> None:
     conversations cannot share a file (checked before writing, so nothing is written)."""
     n_chat = sum(isinstance(r["prompt"], list) for r in rows)
     if 0 < n_chat < len(rows):
-        raise UserError(f"--format trl: {len(rows) - n_chat} pairs have a plain-text prompt and {n_chat} a "
+        raise UserError(f"--format trl: {len(rows) - n_chat} rows have a plain-text prompt and {n_chat} a "
                         "conversation; TRL and datasets need one kind per file: export the projects "
                         "apart with --project, or use the default format")

@@ -3,7 +3,7 @@
 Accepted rows (one JSON object a line):
   {"type": "completions", "prompt": str, "responses": [str, ...], "policy": str | null}  (`rlhfkit sample`)
   {"prompt": str, "responses": [str, ...]}
-  {"prompt": str, "response": str}                                  (rating projects)
+  {"prompt": str, "response": str}                                  (rating and thumbs projects)
   {"prompt": str, "clips": [path, path]}                            (pairwise clips: GIF/PNG/JPEG/WebP/MP4/WebM)
   {"prompt": str, "context": str (optional)}                        (demonstration projects: no responses)
 each optionally with "gold" (the researcher's answer, making it a gold item) and "meta" (a dict).
@@ -13,7 +13,7 @@ as they came.
 
 A row becomes items by the project's kind: a ranking item shows its K = 2..9 responses; a
 pairwise row with 2 responses is one item and one with K = 3..9 becomes its C(K, 2) pairs;
-a rating row with K = 1..9 responses becomes K items (one response each). Gold answers
+a rating or thumbs row with K = 1..9 responses becomes K items (one response each). Gold answers
 are allowed only on a row that makes a single item. A demonstration row is one item (kinds.py
 DemonstrationKind: the labeler writes the response; no gold).
 """

@@ -1,7 +1,8 @@
 """What each task kind means, one object per kind (KIND_OBJECTS): the shape of an item and of
 an answer, the task page, how answers compare (agreement, gold) and which records they become
-on export. Adding a kind is one object here, its template `task_<name>.html` and its key
-bindings (label.js, the handler of that name).
+on export. Adding a kind is one object (a `Kind`, kind_base.py) registered in KIND_OBJECTS, its
+template `task_<name>.html` and its key bindings (label.js, the handler of that name). Most
+kinds are here; one in a module of its own (kind_thumbs.py) subclasses kind_base's `Kind`.
 
 Answers (normalized payloads):
   ranking   {"ranks": [r_0, ..., r_{K-1}]}  dense ranks per shown response, 0 = best, equal = tie
@@ -9,6 +10,7 @@ Answers (normalized payloads):
   rating    the project's form's fields by name (forms.py); the default, InstructGPT's form:
             {"score": 1..7, "flags": [RATING_FLAGS...], "notes": str}
   demonstration  {"text": str}     the response the labeler wrote (at least the project's min_chars)
+  thumbs    {"thumb": "up" | "down" | "cant_tell"}   one response, unpaired binary feedback (KTO)
 A gold item's researcher answer has the same shape (demonstrations have none: admins rate them).
 
 The module functions (`validate_answer`, `judgments`, `gold_agreement`, `to_records`, ...)
@@ -19,8 +21,7 @@ take a kind's name or its object and ask the object; `kind_of(project)` is a pro
 from __future__ import annotations
 
 import re
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import combinations
 from typing import Any, Hashable, Sequence
 
@@ -42,108 +43,14 @@ from rlhfkit.labeling.forms import (  # noqa: F401
     Form,
     stored_form,
 )
+from rlhfkit.labeling.kind_base import Kind, NewItem, _int, _sign  # noqa: F401  (NewItem: imported from here)
+from rlhfkit.labeling.kind_thumbs import ThumbsKind
 
 PAIRWISE_CHOICES: tuple[str, ...] = ("A", "B", "tie", "cant_tell")
 DEFAULT_MAX_CHARS = 20_000  # per prompt (a conversation's messages together) or response
 
 
-@dataclass(frozen=True)
-class NewItem:
-    """An item to add. `media` holds (content_type, bytes) per response for clip items. The
-    prompt is a string or a conversation (records.py: a list of messages, kept as Messages)."""
-
-    prompt: Prompt
-    responses: tuple[str, ...]
-    policy: str | None = None
-    gold: dict[str, Any] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    media: tuple[tuple[str, bytes], ...] = ()
-    context: str | None = None  # shown to the labeler beside the prompt (demonstrations); not model input
-
-
 # ---------------------------------------------------------------- the kind objects
-
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise AnswerError(f"{name}: expected an integer, got {value!r}")
-    try:
-        return int(value)
-    except ValueError:
-        raise AnswerError(f"{name}: expected an integer, got {value!r}") from None
-
-
-def _sign(x: int) -> int:
-    return (x > 0) - (x < 0)
-
-
-class Kind(ABC):
-    """What every kind object answers for; the defaults suit a kind without the feature."""
-
-    name: str = ""
-    item_k: tuple[int, int] = (1, 1)  # responses an item shows
-    alpha_metric: str = "nominal"  # Krippendorff's alpha metric of `judgments`
-    gold_answers: bool = True  # whether an item may carry a researcher's answer
-    no_gold_why: str = ""
-    clips: bool = False  # import rows may give clips instead of texts (importing.py)
-    response_rows: bool = False  # import rows may give one "response" instead of "responses"
-    own_rows: bool = False  # import rows have a shape of their own: `item_from_row`
-    drafts: bool = False  # the task page autosaves what the labeler is writing (taskpages.py)
-
-    @property
-    def template(self) -> str:
-        """The task page (templates/); its form carries data-kind, which picks label.js's key bindings."""
-        return f"task_{self.name}.html"
-
-    def for_project(self, project: Any) -> "Kind":
-        """The object for one project (a rating project's has its form)."""
-        return self
-
-    def describe(self) -> dict[str, Any] | None:
-        """What API clients are told beside each item (a rating project's form)."""
-        return None
-
-    def split(self, k: int) -> list[tuple[int, ...]]:
-        """Which responses of a K-response import row go into each item."""
-        raise RecordError("responses", f"a {self.name} row has no responses")
-
-    def item_from_row(self, row: dict[str, Any]) -> "NewItem":
-        """An import row with no responses as one item; only kinds whose rows carry no responses
-        (demonstrations) have one, the others are split from their responses (`split`)."""
-        raise RecordError("responses", f"a {self.name} row needs responses")
-
-    @abstractmethod
-    def validate_answer(self, k: int, payload: dict[str, Any], min_chars: int = 0) -> dict[str, Any]:
-        """The answer, checked and normalized; AnswerError when it does not fit."""
-
-    @abstractmethod
-    def form_answer(self, k: int, form: Any) -> dict[str, Any]:
-        """The task page's submitted fields as an answer payload (validate_answer checks it)."""
-
-    def judgments(self, payload: dict[str, Any]) -> list[tuple[Hashable, Any]]:
-        """The answer's agreement units: (sub-unit, value)."""
-        return []
-
-    @property
-    def alpha_order(self) -> Sequence[Any] | None:
-        """The values' order, for the ordinal metric."""
-        return None
-
-    def agreement_fields(self) -> list[Field]:
-        """Fields whose agreement is reported one by one (a rating form's)."""
-        return []
-
-    def field_units(self, payload: dict[str, Any]) -> list[tuple[str, Hashable, Any]]:
-        """(field, sub-unit, value) for each agreement unit of `agreement_fields`."""
-        return []
-
-    def gold_agreement(self, payload: dict[str, Any], gold: dict[str, Any]) -> float:
-        raise AnswerError(f"a {self.name} item has no gold answer ({self.no_gold_why})")
-
-    @abstractmethod
-    def to_records(self, prompt: Prompt, responses: list[str], payload: dict[str, Any], labeler: str,
-                   meta: dict[str, Any]) -> list[Record]:
-        """The answer as the records export writes."""
-
 
 class RankingKind(Kind):
     """K = 2..9 responses ordered best to worst, ties allowed (InstructGPT, Ouyang et al. 2022, sec. 3.5)."""
@@ -462,7 +369,8 @@ class DemonstrationKind(Kind):
 
 
 DEMONSTRATION = DemonstrationKind()
-KIND_OBJECTS: dict[str, Kind] = {k.name: k for k in (RankingKind(), PairwiseKind(), RatingKind(), DEMONSTRATION)}
+KIND_OBJECTS: dict[str, Kind] = {k.name: k for k in (RankingKind(), PairwiseKind(), RatingKind(), DEMONSTRATION,
+                                                    ThumbsKind())}
 # Responses per item and Krippendorff's alpha metric, by kind name (a rating's by its default form).
 ITEM_K: dict[str, tuple[int, int]] = {n: k.item_k for n, k in KIND_OBJECTS.items()}
 ALPHA_METRIC: dict[str, str] = {n: k.alpha_metric for n, k in KIND_OBJECTS.items()}

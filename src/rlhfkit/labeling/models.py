@@ -3,8 +3,8 @@
 
 Datetimes are naive UTC. JSON columns hold small lists/dicts: an item's responses (and its
 prompt's messages when the prompt is a conversation), an answer's payload (`{"ranks": [...]}`,
-`{"choice": "A"}`, `{"score": 5, "flags": [...], "notes": ""}`: a rating project's answers
-follow its form, `projects.form`) and a gold item's researcher answer in the same shape. A
+`{"choice": "A"}`, `{"thumb": "up"}`, `{"score": 5, "flags": [...], "notes": ""}`: a rating
+project's answers follow its form, `projects.form`) and a gold item's researcher answer in the same shape. A
 demonstration answer is `{"text": "..."}`; the draft a labeler is writing lives on their
 assignment until they submit.
 """

@@ -85,6 +85,13 @@ class EncodedPreference:
     weight: float
 
 
+def response_token_counts(encoded: Sequence[tuple[list[int], int]]) -> torch.Tensor:
+    """|y| of each `(ids, response start)`: how many response tokens `sequence_logprob` sums,
+    (B,) float, for length-normalized losses. A response token at position 0 has no position
+    before it to predict it, so it is not counted (nor scored)."""
+    return torch.tensor([len(ids) - max(start, 1) for ids, start in encoded], dtype=torch.float32)
+
+
 def encode_demonstrations(tokenizer: PreTrainedTokenizerBase, demos: Sequence[Demonstration], max_len: int
                           ) -> list[tuple[list[int], list[int]]]:
     """(ids, loss mask) per demonstration; a conversation's earlier assistant turns are trained on
@@ -123,6 +130,14 @@ def collate_preferences(encoded: Sequence[EncodedPreference], pad_id: int) -> Pr
         target=torch.tensor([e.target for e in encoded], dtype=torch.float32),
         weight=torch.tensor([e.weight for e in encoded], dtype=torch.float32),
     )
+
+
+def collate_responses(encoded: Sequence[tuple[list[int], int]], pad_id: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`encode_pairs` output -> (ids, attention, response mask), (B, T) each, right-padded: one
+    response per prompt, for `sequence_logprob` (KTO's unpaired feedback)."""
+    ids, att = pad_right([e[0] for e in encoded], pad_id)
+    return ids, att, _response_mask([e[1] for e in encoded], att)
 
 
 def preference_batch(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Comparison], max_len: int

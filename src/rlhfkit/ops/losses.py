@@ -60,17 +60,24 @@ def bradley_terry(chosen: torch.Tensor, rejected: torch.Tensor, target: torch.Te
     else:
         w = weights.to(diff.dtype)
         loss = (per_pair * w).sum() / w.sum().clamp(min=1e-12)
-    with torch.no_grad():
-        decided = mu != 0.5
-        correct = ((diff > 0) == (mu > 0.5)) & decided
-        n_decided = decided.sum().clamp(min=1)
-        metrics = {
-            "accuracy": (correct.sum() / n_decided).item(),
-            "margin": diff.mean().item(),
-            "chosen": chosen.float().mean().item(),
-            "rejected": rejected.float().mean().item(),
-        }
-    return LossOutput(loss, metrics, count=None if weights is None else w.sum().item())
+    return LossOutput(loss, pair_metrics(chosen, rejected, mu), count=None if weights is None else w.sum().item())
+
+
+@torch.no_grad()
+def pair_metrics(chosen: torch.Tensor, rejected: torch.Tensor, target: torch.Tensor | float = 1.0
+                 ) -> dict[str, float]:
+    """Accuracy over the decided pairs (target != 1/2; a tie has no right answer), mean margin
+    and mean scores of scores (B,) each: what every pairwise loss reports."""
+    diff = chosen.float() - rejected.float()  # (B,)
+    mu = torch.as_tensor(target, dtype=diff.dtype, device=diff.device).expand_as(diff)
+    decided = mu != 0.5
+    correct = ((diff > 0) == (mu > 0.5)) & decided
+    return {
+        "accuracy": (correct.sum() / decided.sum().clamp(min=1)).item(),
+        "margin": diff.mean().item(),
+        "chosen": chosen.float().mean().item(),
+        "rejected": rejected.float().mean().item(),
+    }
 
 
 def dpo(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,

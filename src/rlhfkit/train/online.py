@@ -89,7 +89,7 @@ class Setup:
     policy: Any
     tokenizer: Any
     ref: Any  # a frozen copy of the initial policy; None with LoRA (the adapter is switched off instead)
-    reward: Rewards  # or any (prompts, responses) -> (N,) callable
+    reward: Rewards | None  # or any (prompts, responses) -> (N,) callable; None: the method needs no reward
     prompts: PromptStream
     gold: Gold | None
     dist: Dist = field(default_factory=Dist)
@@ -120,18 +120,19 @@ class Setup:
             return response_forward(self.policy, rollout)
 
 
-def setup(policy_path: str | None, rewards: Sequence[RewardPart], rcfg: RolloutConfig, seed: int, what: str,
+def setup(policy_path: str | None, rewards: Sequence[RewardPart] | None, rcfg: RolloutConfig, seed: int, what: str,
           lora: LoRAConfig | None = None, acc: Accelerator | None = None, ref: bool = True) -> Setup:
     """Policy (with LoRA adapters if asked), reference (unless `ref` is False: a run without a KL
-    term loads none), rewards, the task's prompts and gold, on `acc`'s device."""
+    term loads none), rewards (None: a method that judges without one, e.g. online DPO's simulated
+    labelers; an empty list is refused), the task's prompts and gold, on `acc`'s device."""
     if policy_path is None:
         raise UserError(f"{what}: give --policy PATH (e.g. the SFT model)")
-    if not rewards:
+    if rewards is not None and not rewards:
         raise UserError(f"{what}: give --reward-model PATH, or --reward rm:PATH / fn:module:function")
     policy, tok = load_policy(policy_path)
     refuse_prefix_tuned(policy, policy_path, what)
-    reward = Rewards(rewards, rcfg.rm_max_len)
-    if any(len(rm.tokenizer) != len(tok) for rm in reward.reward_models):
+    reward = Rewards(rewards, rcfg.rm_max_len) if rewards is not None else None
+    if reward is not None and any(len(rm.tokenizer) != len(tok) for rm in reward.reward_models):
         log.warning("%s: policy and reward model tokenizers differ; responses are re-tokenized as text", what)
     task = load_task(rcfg.task, rcfg.task_seed)
     prompts = task_prompts(task, rcfg.n_prompts, "rl", rcfg.prompts)
@@ -145,7 +146,8 @@ def setup(policy_path: str | None, rewards: Sequence[RewardPart], rcfg: RolloutC
                         "trainers yet (sampling needs the whole policy on every process)")
     if acc is not None:
         policy.to(acc.device)
-        reward.to(acc.device)
+        if reward is not None:
+            reward.to(acc.device)
         reference = reference.to(acc.device) if reference is not None else None
     return Setup(policy, tok, reference, reward, PromptStream(prompts, seed), gold_of(task), Dist(acc))
 

@@ -59,7 +59,8 @@
       ranking: rankingKeys(form, submit),
       pairwise: pairwiseKeys(form, submit),
       rating: formKeys(form, submit),
-      demonstration: demonstrationKeys(form, submit)
+      demonstration: demonstrationKeys(form, submit),
+      thumbs: thumbsKeys(form, submit)
     };
     // a screening's self-assessment is a form of likert questions (comfort 1-5 per topic)
     var handle = handlers[kind === "self-assessment" ? "rating" : kind];
@@ -117,6 +118,18 @@
       var choice = keys[ev.key];
       if (!choice) return false;
       submit(form.querySelector('button[name="choice"][value="' + choice + '"]'));
+      return true;
+    };
+  }
+
+  // Thumbs (kind_thumbs.py): u/1 up, d/2 down, c/3 can't tell pick the answer; Enter submits it.
+  function thumbsKeys(form, submit) {
+    var keys = { "u": "up", "1": "up", "d": "down", "2": "down", "c": "cant_tell", "3": "cant_tell" };
+    return function (ev) {
+      if (ev.key === "Enter") { submit(); return true; }
+      var thumb = keys[ev.key.length === 1 ? ev.key.toLowerCase() : ev.key];
+      if (!thumb) return false;
+      form.querySelector('input[name="thumb"][value="' + thumb + '"]').checked = true;
       return true;
     };
   }
