@@ -114,6 +114,17 @@ def test_labelers_judge_with_the_reviews_gold(micro_lm, tmp_path):
     assert "rollout/score" not in rows[-1]  # no reward given: nothing but the labelers judges
 
 
+def test_judge_flip_reverses_verdicts_at_its_rate(micro_lm, tmp_path):
+    from rlhfkit.errors import UserError
+
+    _run(micro_lm, tmp_path / "flip", iterations=4, judge_flip=0.4, rollout=RolloutConfig(batch_prompts=16,
+                                                                                          max_new_tokens=8))
+    flipped = [r["online_dpo/flipped"] for r in read_metrics(tmp_path / "flip" / "metrics.jsonl")]
+    assert len(flipped) == 4 and 0.15 < sum(flipped) / 4 < 0.65, flipped  # 64 draws at 0.4
+    with pytest.raises(UserError, match="judge_flip"):
+        _run(micro_lm, tmp_path / "bad", judge_flip=0.5)
+
+
 def test_labelers_need_a_gold(micro_lm, tmp_path):
     from rlhfkit.errors import UserError
 

@@ -196,9 +196,9 @@ def online_dpo_iteration(s: Setup, opt: Any, cfg: OnlineDPOConfig,
         ref = s.reference(rollout).logp  # (N, R)
     verdict = judge(s, rollout)
     if cfg.judge_flip > 0:  # drawn from torch's generator, which checkpoints save: resume stays exact
-        flip = torch.rand(verdict.prefer.shape) < cfg.judge_flip  # (P,)
-        verdict = Judgement(torch.where(flip.to(verdict.prefer.device), -verdict.prefer, verdict.prefer),
-                            verdict.metrics)
+        flip = (torch.rand(verdict.prefer.shape) < cfg.judge_flip).to(verdict.prefer.device)  # (P,)
+        verdict = Judgement(torch.where(flip, -verdict.prefer, verdict.prefer),
+                            {**verdict.metrics, "online_dpo/flipped": flip.float().mean().item()})
     module = s.train_module if s.train_module is not None else s.policy
     mask = rollout.response_mask.float()  # (N, R)
     logp = response_forward(module, rollout).logp  # (N, R), with grad
