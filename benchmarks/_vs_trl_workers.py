@@ -4,15 +4,18 @@
     python benchmarks/_vs_trl_workers.py SIDE TASK ASSETS --precision fp32 --threads 2 \
         --warmup 3 --steps 20
 
-SIDE is `ours` or `trl`; TASK is `rm`, `dpo`, `ppo`, `reinforce` (ours), `grpo`, `rloo` (TRL,
-against our PPO and REINFORCE), or `grpo_like` (both sides: GRPO against GRPO, like for like;
-`--grpo-beta` sets its KL weight); for `vs_trl.py --model`, also `rm_lora` and `dpo_lora` (LoRA
-on both sides: peft `LoraConfig(r=16, lora_alpha=32, lora_dropout=0)` on every linear projection
-of a Llama-style block, `LORA_TARGETS`; the reward head trains whole). Throughput is measured
-between the end of warm-up step `warmup` and the end of the last step, from a timestamp taken at
-the end of each optimizer step (our loop's `on_step` hook or our online driver's metrics line, a
-TRL `TrainerCallback`), so both sides count the same thing: the steady-state step, with batching,
-forward, backward and optimizer update, and for RL with generation and scoring.
+SIDE is `ours` or `trl`; TASK is `rm`, `dpo`, `ipo` (our DPO trainer with the IPO loss against
+TRL's DPOTrainer with `loss_type=["ipo"]`), `kto` (our KTO against TRL's KTOTrainer, on the pairs
+unpaired: chosen desirable, rejected undesirable, `2 x --batch-pairs` examples per step), `ppo`,
+`reinforce` (ours), `grpo`, `rloo` (TRL, against our PPO and REINFORCE), or `grpo_like` (both
+sides: GRPO against GRPO, like for like; `--grpo-beta` sets its KL weight); for `vs_trl.py
+--model`, also `rm_lora` and `dpo_lora` (LoRA on both sides: peft `LoraConfig(r=16, lora_alpha=32,
+lora_dropout=0)` on every linear projection of a Llama-style block, `LORA_TARGETS`; the reward head
+trains whole). Throughput is measured between the end of warm-up step `warmup` and the end of the
+last step, from a timestamp taken at the end of each optimizer step (our loop's `on_step` hook or
+our online driver's metrics line, a TRL `TrainerCallback`), so both sides count the same thing: the
+steady-state step, with batching, forward, backward and optimizer update, and for RL with
+generation and scoring.
 
 `--policy` (default ASSETS/policy), `--batch-pairs`, `--max-len`, `--grpo-prompts`, `--grpo-g`,
 `--grpo-new-tokens` and `--device` are what `vs_trl.py --model` sets; their defaults are the tiny
@@ -35,7 +38,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-BATCH_PAIRS = 8  # pairs (RM, DPO) per optimizer step
+BATCH_PAIRS = 8  # pairs (RM, DPO, IPO) per optimizer step; KTO takes both answers of as many pairs
+PAIR_BETA = 0.1  # DPO's, IPO's (tau) and KTO's beta, the same on both sides
 RL_PROMPTS, RL_COMPLETIONS, RL_NEW_TOKENS, RL_BETA = 8, 2, 32, 0.05
 MAX_LEN = 128
 # GRPO like for like (`grpo_like`): G completions for each of GRPO_PROMPTS prompts per step, as
@@ -69,13 +73,14 @@ def _rate(stamps: list[float], warmup: int, units_per_step: float) -> tuple[floa
 # ---------------------------------------------------------------- ours
 
 
-def _ours_fit(model, tok, n: int, loss_fn, a: argparse.Namespace, lr: float) -> list[float]:
+def _ours_fit(model, tok, n: int, loss_fn, a: argparse.Namespace, lr: float, batch: int | None = None
+              ) -> list[float]:
     from rlhfkit.logging import MetricsLogger
     from rlhfkit.runtime import RunDir
     from rlhfkit.train.supervised import OptimConfig, fit
 
     stamps: list[float] = []
-    cfg = OptimConfig(lr=lr, batch_size=a.batch_pairs, max_steps=a.warmup + a.steps, checkpoint_every=0,
+    cfg = OptimConfig(lr=lr, batch_size=batch or a.batch_pairs, max_steps=a.warmup + a.steps, checkpoint_every=0,
                       log_every=10_000, mixed_precision="bf16" if a.precision == "bf16" else "fp32", warmup_frac=0.0)
     with tempfile.TemporaryDirectory() as d, MetricsLogger(None, []) as logger:
         fit(RunDir(Path(d)), model, tok, n, loss_fn, cfg, 0, logger, "bench", device=a.device,
@@ -117,14 +122,16 @@ def ours_rm(assets: Path, a: argparse.Namespace, lora: bool = False) -> dict:
     return {"pairs_per_s": rate, "timed_s": dt, "tokens": tokens}
 
 
-def ours_dpo(assets: Path, a: argparse.Namespace, lora: bool = False) -> dict:
+def ours_dpo(assets: Path, a: argparse.Namespace, lora: bool = False, loss: str = "sigmoid") -> dict:
     """DPO's reference log-probs are computed once before training; their time is charged to
     the timed steps in proportion (the timed pairs' share of all pairs). With LoRA the reference
-    is the policy before training (fresh adapters add nothing), as in `rlhfkit dpo`."""
+    is the policy before training (fresh adapters add nothing), as in `rlhfkit dpo`. `loss`: a
+    `PAIR_LOSSES` name (`ipo` for the ipo task), with beta (IPO's tau) 0.1."""
     from rlhfkit.algos.dpo import dpo_loss_fn, pair_logprobs
     from rlhfkit.feedback.records import Comparison
     from rlhfkit.lm.data import encode_preferences
     from rlhfkit.lm.models import load_policy
+    from rlhfkit.ops.preference import PairLossConfig
 
     pairs = [Comparison(r["prompt"], r["chosen"], r["rejected"]) for r in _rows(assets)]
     model, tok = load_policy(a.policy)
@@ -134,13 +141,61 @@ def ours_dpo(assets: Path, a: argparse.Namespace, lora: bool = False) -> dict:
     ref_c, ref_r = pair_logprobs(model, tok, enc, a.max_len, batch_size=a.batch_pairs)
     ref_s = time.perf_counter() - t0
     model.train()
-    loss_fn = dpo_loss_fn(model, tok, pairs, ref_c, ref_r, 0.1, a.max_len, encoded=enc)
+    loss_fn = dpo_loss_fn(model, tok, pairs, ref_c, ref_r, PAIR_BETA, a.max_len, encoded=enc, loss=loss,
+                          hp=PairLossConfig(beta=PAIR_BETA))
     stamps = _ours_fit(model, tok, len(pairs), loss_fn, a, 1e-6)
     timed_pairs = a.steps * a.batch_pairs
     _, dt = _rate(stamps, a.warmup, a.batch_pairs)
     dt += ref_s * timed_pairs / len(pairs)
     return {"pairs_per_s": timed_pairs / dt, "timed_s": dt, "reference_s": ref_s,
             "tokens": _ours_tokens(enc) if a.count_tokens else {}}
+
+
+def _feedback_rows(assets: Path, per_step: int) -> list[dict]:
+    """The pairs unpaired for KTO, both sides: each pair gives its chosen answer as a desirable
+    example and its rejected one as undesirable. Each run of `per_step` examples is the chosen
+    answers of `per_step / 2` pairs, then the same pairs' rejected ones, so TRL's sequential batches
+    are balanced and its KL completions (rotated by one within the batch) answer another prompt."""
+    rows, half = _rows(assets), per_step // 2
+    out = []
+    for k in range(0, len(rows), half):
+        chunk = rows[k: k + half]
+        out += [{"prompt": r["prompt"], "completion": r["chosen"], "label": True} for r in chunk]
+        out += [{"prompt": r["prompt"], "completion": r["rejected"], "label": False} for r in chunk]
+    return out
+
+
+def ours_kto(assets: Path, a: argparse.Namespace) -> dict:
+    """Our KTO (`algos/kto.py`) driven as `rlhfkit kto` drives it: each example's KL partner drawn
+    once (`kl_partners`), reference log-probs of the matched and the mismatched sequences computed
+    once before training (their time charged to the timed steps in proportion, as for DPO), then
+    `fit` on `kto_loss_fn`: per step a no-grad policy forward over the batch's mismatched
+    sequences and a forward and backward over its matched ones. lambda_d = lambda_u = 1."""
+    from rlhfkit.algos.kto import (
+        encode_feedback,
+        feedback_logps,
+        kl_partners,
+        kto_loss_fn,
+    )
+    from rlhfkit.feedback.records import Feedback
+    from rlhfkit.lm.models import load_policy
+    from rlhfkit.train.dist import Dist
+
+    batch = 2 * a.batch_pairs
+    feedback = [Feedback(r["prompt"], r["completion"], r["label"]) for r in _feedback_rows(assets, batch)]
+    model, tok = load_policy(a.policy)
+    model = model.to(a.device)
+    t0 = time.perf_counter()
+    enc = encode_feedback(tok, feedback, kl_partners([f.prompt for f in feedback], 0), a.max_len)
+    ref, kl_ref = feedback_logps(model, enc, tok.pad_token_id, batch_size=batch)
+    ref_s = time.perf_counter() - t0
+    model.train()
+    loss_fn = kto_loss_fn(model, tok, enc, ref, kl_ref, PAIR_BETA, 1.0, 1.0, Dist())
+    stamps = _ours_fit(model, tok, len(enc), loss_fn, a, 1e-6, batch=batch)
+    timed = a.steps * batch
+    _, dt = _rate(stamps, a.warmup, batch)
+    dt += ref_s * timed / len(enc)
+    return {"examples_per_s": timed / dt, "pairs_per_s": timed / dt / 2, "timed_s": dt, "reference_s": ref_s}
 
 
 def _ours_online(assets: Path, a: argparse.Namespace, kind: str) -> dict:
@@ -317,8 +372,9 @@ def trl_rm(assets: Path, a: argparse.Namespace, lora: bool = False) -> dict:
     return {"pairs_per_s": rate, "timed_s": dt, "tokens": tokens}
 
 
-def trl_dpo(assets: Path, a: argparse.Namespace, lora: bool = False) -> dict:
-    """With LoRA, TRL's reference is the model with its adapters disabled (no second model)."""
+def trl_dpo(assets: Path, a: argparse.Namespace, lora: bool = False, loss_type: str = "sigmoid") -> dict:
+    """With LoRA, TRL's reference is the model with its adapters disabled (no second model).
+    `loss_type` (TRL 1.16 takes a list: one loss, weight 1): `ipo` for the ipo task."""
     from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
@@ -327,8 +383,8 @@ def trl_dpo(assets: Path, a: argparse.Namespace, lora: bool = False) -> dict:
     ref = None if lora else AutoModelForCausalLM.from_pretrained(a.policy)
     timer = _timer()
     with tempfile.TemporaryDirectory() as d:
-        args = DPOConfig(per_device_train_batch_size=a.batch_pairs, learning_rate=1e-6, beta=0.1, max_length=a.max_len,
-                         **_trl_common(a, d))
+        args = DPOConfig(per_device_train_batch_size=a.batch_pairs, learning_rate=1e-6, beta=PAIR_BETA,
+                         loss_type=[loss_type], max_length=a.max_len, **_trl_common(a, d))
         trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=_pair_dataset(assets, tok),
                              processing_class=tok, callbacks=[timer], peft_config=_trl_lora(lora, "CAUSAL_LM"))
         ds = trainer.train_dataset
@@ -340,6 +396,32 @@ def trl_dpo(assets: Path, a: argparse.Namespace, lora: bool = False) -> dict:
         trainer.train()
     rate, dt = _rate(timer.stamps, a.warmup, a.batch_pairs)
     return {"pairs_per_s": rate, "timed_s": dt, "tokens": tokens}
+
+
+def trl_kto(assets: Path, a: argparse.Namespace) -> dict:
+    """TRL's KTOTrainer (`trl.KTOTrainer`, stable in 1.16) on the same unpaired examples in the same
+    order (`_feedback_rows`; its sampler is sequential for KTO), `2 x batch_pairs` per step, with a
+    reference model in memory as in the dpo row (its default, `precompute_ref_log_probs=False`): per
+    step a no-grad policy forward over the batch's KL sequences (completions rotated by one within
+    the batch), the policy's forward and backward over the matched sequences, and two no-grad
+    reference forwards, KL and matched. desirable_weight = undesirable_weight = 1."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import KTOConfig, KTOTrainer
+
+    tok = _tok(a)
+    batch = 2 * a.batch_pairs
+    model = AutoModelForCausalLM.from_pretrained(a.policy)
+    ref = AutoModelForCausalLM.from_pretrained(a.policy)
+    timer = _timer()
+    with tempfile.TemporaryDirectory() as d:
+        args = KTOConfig(per_device_train_batch_size=batch, learning_rate=1e-6, beta=PAIR_BETA, loss_type="kto",
+                         desirable_weight=1.0, undesirable_weight=1.0, max_length=a.max_len, **_trl_common(a, d))
+        data = Dataset.from_list(_feedback_rows(assets, batch))
+        KTOTrainer(model=model, ref_model=ref, args=args, train_dataset=data, processing_class=tok,
+                   callbacks=[timer]).train()
+    rate, dt = _rate(timer.stamps, a.warmup, batch)
+    return {"examples_per_s": rate, "pairs_per_s": rate / 2, "timed_s": dt}
 
 
 def trl_online(assets: Path, a: argparse.Namespace, kind: str) -> dict:
@@ -425,6 +507,9 @@ WORKERS = {
     ("ours", "reinforce"): lambda p, a: _ours_online(p, a, "reinforce"),
     ("ours", "grpo_like"): ours_grpo, ("trl", "grpo_like"): trl_grpo,
     ("trl", "rm"): trl_rm, ("trl", "dpo"): trl_dpo,
+    ("ours", "ipo"): lambda p, a: ours_dpo(p, a, loss="ipo"),
+    ("trl", "ipo"): lambda p, a: trl_dpo(p, a, loss_type="ipo"),
+    ("ours", "kto"): ours_kto, ("trl", "kto"): trl_kto,
     ("trl", "grpo"): lambda p, a: trl_online(p, a, "grpo"),
     ("trl", "rloo"): lambda p, a: trl_online(p, a, "rloo"),
 }
@@ -442,8 +527,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--grpo-beta", type=float, default=0.0, help="grpo_like: KL weight on both sides")
     ap.add_argument("--policy", type=Path, default=None, help="the model folder (default: ASSETS/policy)")
-    ap.add_argument("--batch-pairs", type=int, default=BATCH_PAIRS, help="rm, dpo: pairs per optimizer step")
-    ap.add_argument("--max-len", type=int, default=MAX_LEN, help="rm, dpo: tokens per sequence at most")
+    ap.add_argument("--batch-pairs", type=int, default=BATCH_PAIRS,
+                    help="rm, dpo, ipo: pairs per optimizer step (kto: twice as many examples)")
+    ap.add_argument("--max-len", type=int, default=MAX_LEN, help="rm, dpo, ipo, kto: tokens per sequence at most")
     ap.add_argument("--grpo-prompts", type=int, default=GRPO_PROMPTS)
     ap.add_argument("--grpo-g", type=int, default=GRPO_G, help="grpo_like: completions per prompt")
     ap.add_argument("--grpo-new-tokens", type=int, default=GRPO_NEW_TOKENS)

