@@ -166,7 +166,11 @@ def test_expert_iteration_and_best_of_n_under_two_process_ddp(micro_lm, reward_d
             # of size lr, in either process's direction. Query and value biases are compared.
             third = a.shape[0] // 3
             a, b = torch.cat([a[:third], a[2 * third:]]), torch.cat([b[:third], b[2 * third:]])
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), name
+        # Adam divides by the root of the second moment, so where a gradient is near zero, rounding
+        # differences of the all-reduce become steps of up to ~lr (1.1e-5 seen on one Xeon, over
+        # weights of mean size 0.02): a loose bound per element, a tight one on the mean.
+        assert torch.allclose(a, b, rtol=1e-4, atol=5e-5), name
+        assert (a - b).abs().mean() < 1e-6, name
 
     # the best-of-n command: 3 + 2 prompts sampled, one best.jsonl, the single process's
     assert [len((ddp / "bon" / f"prompts-{r}.txt").read_text().splitlines()) for r in (0, 1)] == [3, 2]
