@@ -24,11 +24,15 @@ from typing import Callable, Sequence
 
 import torch
 
-from rlhfkit.algos.reward_model import split_by_prompt
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
-from rlhfkit.feedback.records import Comparison, Ranking, expand_to_comparisons
+from rlhfkit.feedback.records import (
+    Comparison,
+    Ranking,
+    expand_to_comparisons,
+    split_by_prompt,
+)
 from rlhfkit.lm.data import (
     EncodedPreference,
     collate_preferences,

@@ -32,11 +32,17 @@ from typing import Callable, Hashable, Sequence
 
 import torch
 
-from rlhfkit.algos.reward_model import split_by_prompt
 from rlhfkit.config import F, RunConfig
 from rlhfkit.errors import UserError
 from rlhfkit.feedback.formats import read_records
-from rlhfkit.feedback.records import Comparison, Feedback, Ranking, Rating, to_feedback
+from rlhfkit.feedback.records import (
+    Comparison,
+    Feedback,
+    Ranking,
+    Rating,
+    split_by_prompt,
+    to_feedback,
+)
 from rlhfkit.lm.data import collate_responses, encode_pairs, sequence_logprob
 from rlhfkit.lm.models import (
     LoRAConfig,

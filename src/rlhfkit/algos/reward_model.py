@@ -15,7 +15,6 @@ P(chosen > rejected).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
@@ -31,6 +30,7 @@ from rlhfkit.feedback.records import (
     Rating,
     expand_to_comparisons,
     prompt_text,
+    split_by_prompt,
 )
 from rlhfkit.lm.data import (
     EncodedPreference,
@@ -74,13 +74,6 @@ class RMConfig(RunConfig):
     lora: LoRAConfig = F(LoRAConfig(), "LoRA adapters on the backbone (off by default; the head trains whole)")
     prefix: PrefixConfig = F(PrefixConfig(), "prefix tuning (off by default; the head trains whole); final/ holds "
                                              "the prefix and base/")
-
-
-def split_by_prompt(prompts: Sequence[str], heldout_frac: float, seed: int) -> list[bool]:
-    """True for held-out: a stable hash of (seed, prompt) so a prompt is wholly on one side."""
-    def h(p: str) -> float:
-        return int(hashlib.sha1(f"{seed}:{p}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return [h(p) < heldout_frac for p in prompts]
 
 
 def expected_calibration_error(p_chosen: torch.Tensor, bins: int = 10) -> float:

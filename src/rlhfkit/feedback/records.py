@@ -22,6 +22,7 @@ Records validate themselves on construction and raise `RecordError` naming the f
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from math import comb
@@ -371,3 +372,11 @@ def to_feedback(records: list[Record], threshold: int = 5) -> list[Feedback]:
                 out += [Feedback(r.prompt, r.responses[0], True, r.labeler, r.meta),
                         Feedback(r.prompt, r.responses[-1], False, r.labeler, r.meta)]
     return out
+
+
+def split_by_prompt(prompts: Sequence[Prompt], heldout_frac: float, seed: int) -> list[bool]:
+    """True for held-out: a stable hash of (seed, prompt), so all of a prompt's records fall on
+    one side and the reward model, DPO and KTO hold out the same prompts for the same seed."""
+    def h(p: Prompt) -> float:
+        return int(hashlib.sha1(f"{seed}:{p}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return [h(p) < heldout_frac for p in prompts]
