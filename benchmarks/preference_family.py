@@ -52,28 +52,13 @@ NOISE = 0.2
 
 def build_base(out: Path, seed: int) -> dict[str, str]:
     """The quickstart's pretrain -> sft -> sample -> label-sim -> rm, reused where finished."""
-    from rlhfkit import commands_data
-    from rlhfkit.algos import reward_model
     from rlhfkit.config import ModelConfig
-    from rlhfkit.pipeline import QuickstartConfig, sft_policy
-    from rlhfkit.train.supervised import OptimConfig
+    from rlhfkit.pipeline import QuickstartConfig, ranked_labels_and_rm, sft_policy
 
     q = QuickstartConfig()
     common = {"seed": seed, "log": [], "device": "cpu"}
-
-    def stage(name: str, fn, cfg) -> dict:
-        p = out / name / "summary.json"
-        return json.loads(p.read_text()) if p.exists() else fn(cfg)
-
     sft = sft_policy(out, ModelConfig(n_positions=64), q.pretrain_docs, q.pretrain_epochs, q.sft_demos, True, common)
-    smp = stage("sample", commands_data.run_sample, commands_data.SampleConfig(
-        out=str(out / "sample"), policy=sft, n_prompts=q.rm_prompts, k=q.k, task_seed=seed,
-        max_new_tokens=q.max_new_tokens, **common))
-    lab = stage("label-sim", commands_data.run_label_sim, commands_data.LabelSimConfig(
-        out=str(out / "label-sim"), samples=smp["samples"], kind="ranking", **common))
-    rm = stage("rm", reward_model.run, reward_model.RMConfig(
-        out=str(out / "rm"), model=sft, data=lab["labels"],
-        optim=OptimConfig(checkpoint_every=0, log_every=10, lr=3e-4, epochs=2.0), **common))
+    lab, rm = ranked_labels_and_rm(out, sft, q.rm_prompts, q.k, q.max_new_tokens, True, common)
     return {"sft": sft, "labels": lab["labels"], "rm": rm["final"]}
 
 

@@ -98,15 +98,32 @@ def sft_policy(out: Path, model: ModelConfig, pretrain_docs: int, pretrain_epoch
     return sft_s["final"]
 
 
-def run(cfg: QuickstartConfig) -> dict:  # noqa: PLR0915 - the pipeline reads top to bottom
+def ranked_labels_and_rm(out: Path, policy: str, rm_prompts: int, k: int, max_new_tokens: int, resume: bool,
+                         common: dict[str, Any]) -> tuple[dict, dict]:
+    """The quickstart's next three stages under `out`: sample `k` responses for `rm_prompts` of
+    the task's prompts from `policy`, have the simulated labelers rank them, and train the reward
+    model on the rankings from `policy`; returns the label-sim and rm stages' summaries."""
     from rlhfkit import commands_data
+    from rlhfkit.algos import reward_model
+
+    smp = _stage(out, "sample", resume, commands_data.run_sample, commands_data.SampleConfig(
+        out=str(out / "sample"), policy=policy, n_prompts=rm_prompts, k=k, task_seed=common["seed"],
+        max_new_tokens=max_new_tokens, **common))
+    lab = _stage(out, "label-sim", resume, commands_data.run_label_sim, commands_data.LabelSimConfig(
+        out=str(out / "label-sim"), samples=smp["samples"], kind="ranking", **common))
+    rm_s = _stage(out, "rm", resume, reward_model.run, reward_model.RMConfig(
+        out=str(out / "rm"), model=policy, data=lab["labels"],
+        optim=OptimConfig(checkpoint_every=0, log_every=10, lr=3e-4, epochs=2.0), **common))
+    return lab, rm_s
+
+
+def run(cfg: QuickstartConfig) -> dict:  # noqa: PLR0915 - the pipeline reads top to bottom
     from rlhfkit.algos import (
         dpo,
         expert_iteration,
         grpo,
         ppo,
         reinforce,
-        reward_model,
     )
     from rlhfkit.evaluate import EvalConfig, evaluate_all
     from rlhfkit.report import (
@@ -128,13 +145,7 @@ def run(cfg: QuickstartConfig) -> dict:  # noqa: PLR0915 - the pipeline reads to
     small = OptimConfig(checkpoint_every=0, log_every=10)
 
     policy = sft_policy(out, cfg.model, cfg.pretrain_docs, cfg.pretrain_epochs, cfg.sft_demos, cfg.resume, common)
-    smp = _stage(out, "sample", cfg.resume, commands_data.run_sample, commands_data.SampleConfig(
-        out=str(out / "sample"), policy=policy, n_prompts=cfg.rm_prompts, k=cfg.k, task_seed=cfg.seed,
-        max_new_tokens=cfg.max_new_tokens, **common))
-    lab = _stage(out, "label-sim", cfg.resume, commands_data.run_label_sim, commands_data.LabelSimConfig(
-        out=str(out / "label-sim"), samples=smp["samples"], kind="ranking", **common))
-    rm_s = _stage(out, "rm", cfg.resume, reward_model.run, reward_model.RMConfig(
-        out=str(out / "rm"), model=policy, data=lab["labels"], optim=replace(small, lr=3e-4, epochs=2.0), **common))
+    lab, rm_s = ranked_labels_and_rm(out, policy, cfg.rm_prompts, cfg.k, cfg.max_new_tokens, cfg.resume, common)
     rm_path = rm_s["final"]
 
     def rollout() -> RolloutConfig:

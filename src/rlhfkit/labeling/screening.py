@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from rlhfkit.labeling.kinds import Kind, kind_of
-from rlhfkit.labeling.quality import demonstration_scores
+from rlhfkit.labeling.quality import demonstration_scores, project_quality
 from rlhfkit.labeling.views import LabelError
 
 if TYPE_CHECKING:
@@ -137,16 +137,6 @@ def flag_agreement(kind: Kind, items_with_answers: Iterable[tuple[Any, list[Any]
     return {name: (t[0] / t[1], t[2]) for name, t in sorted(agree.items()) if t[1]}
 
 
-def ranking_agreement(kind: Kind, items_with_answers: Iterable[tuple[Any, list[Any]]]) -> dict[str, tuple[float, int]]:
-    """Per labeler: (mean agreement with the gold rankings, gold items answered)."""
-    per: dict[str, list[float]] = defaultdict(list)
-    for item, answers in items_with_answers:
-        if item.gold is not None:
-            for a in answers:
-                per[a.labeler].append(kind.gold_agreement(a.payload, item.gold))
-    return {name: (sum(v) / len(v), len(v)) for name, v in sorted(per.items())}
-
-
 def self_assessment_score(answers: Mapping[str, int] | None, topics: Sequence[str]) -> float | None:
     """The mean comfort (1-5) over the screening's topics; None before the candidate answers."""
     got = [answers[t] for t in topics if answers and t in answers]
@@ -165,7 +155,10 @@ def candidate_scores(store: "LabelStore", screening: "ScreeningInfo") -> dict[st
         flags = flag_agreement(kind_of(p), store.items_with_answers(p.name))
     if screening.ranking:
         p = store.project(screening.ranking)
-        ranking = ranking_agreement(kind_of(p), store.items_with_answers(p.name))
+        # the per-labeler gold agreement the project's quality report computes (quality.py)
+        ranking = {s.labeler: (s.gold_agreement, s.gold_answers)
+                   for s in project_quality(kind_of(p), store.items_with_answers(p.name)).labelers
+                   if s.gold_agreement is not None}
     if screening.demonstration:
         rows = store.items_with_answers(screening.demonstration)
         rated = demonstration_scores(rows, store.demonstration_ratings(screening.demonstration))

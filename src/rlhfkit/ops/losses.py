@@ -55,12 +55,17 @@ def bradley_terry(chosen: torch.Tensor, rejected: torch.Tensor, target: torch.Te
         per_pair = -(mu * torch.log(p) + (1.0 - mu) * torch.log1p(-p))
     else:
         per_pair = -(mu * F.logsigmoid(diff) + (1.0 - mu) * F.logsigmoid(-diff))
+    loss, count = weighted_mean(per_pair, weights)
+    return LossOutput(loss, pair_metrics(chosen, rejected, mu), count=count)
+
+
+def weighted_mean(x: torch.Tensor, weights: torch.Tensor | None) -> tuple[torch.Tensor, float | None]:
+    """Mean of per-pair values (B,), weighted when `weights` is given; also the weights' sum
+    (the `count` a weighted loss reports; None for a plain mean)."""
     if weights is None:
-        loss = per_pair.mean()
-    else:
-        w = weights.to(diff.dtype)
-        loss = (per_pair * w).sum() / w.sum().clamp(min=1e-12)
-    return LossOutput(loss, pair_metrics(chosen, rejected, mu), count=None if weights is None else w.sum().item())
+        return x.mean(), None
+    w = weights.to(x.dtype)
+    return (x * w).sum() / w.sum().clamp(min=1e-12), w.sum().item()
 
 
 @torch.no_grad()

@@ -24,7 +24,13 @@ from typing import Any, Callable
 import torch
 
 from rlhfkit.errors import UserError
-from rlhfkit.ops.losses import LossOutput, bradley_terry, dpo, pair_metrics
+from rlhfkit.ops.losses import (
+    LossOutput,
+    bradley_terry,
+    dpo,
+    pair_metrics,
+    weighted_mean,
+)
 
 Target = torch.Tensor | float
 
@@ -109,18 +115,18 @@ def _mu(target: Target, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(target, dtype=torch.float32, device=like.device).expand(like.shape)  # (B,)
 
 
-def _weighted_mean(x: torch.Tensor, weights: torch.Tensor | None) -> tuple[torch.Tensor, float | None]:
-    """Mean of per-pair values (B,), weighted when `weights` is given; also the weights' sum."""
-    if weights is None:
-        return x.mean(), None
-    w = weights.to(x.dtype)
-    return (x * w).sum() / w.sum().clamp(min=1e-12), w.sum().item()
-
-
 def _over_label(per_ordering: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor, mu: torch.Tensor
                 ) -> torch.Tensor:
     """mu l(h) + (1 - mu) l(-h): a clear-preference loss l averaged over the label (module doc)."""
     return mu * per_ordering(h) + (1.0 - mu) * per_ordering(-h)
+
+
+def _preferred_nll(mean_c: torch.Tensor, mean_r: torch.Tensor, mu: torch.Tensor, weights: torch.Tensor | None
+                   ) -> torch.Tensor:
+    """The NLL per token of the preferred response, over the label: mu NLL(y_c) + (1 - mu) NLL(y_r),
+    from the length-normalized log-probs (B,) each; RPO's and ORPO's SFT term."""
+    nll, _ = weighted_mean(-(mu * mean_c.float() + (1.0 - mu) * mean_r.float()), weights)
+    return nll
 
 
 def _metrics(rewards: Rewards, target: Target, **extra: float) -> dict[str, float]:
@@ -176,7 +182,7 @@ def ipo(logps: PairLogps, hp: PairLossConfig, target: Target = 1.0, weights: tor
     h = (lc - lr).float()  # (B,)
     c = 1.0 / (2.0 * hp.beta)
     per_pair = _over_label(lambda x: (x - c) ** 2, h, _mu(target, h))  # (B,)
-    loss, count = _weighted_mean(per_pair, weights)
+    loss, count = weighted_mean(per_pair, weights)
     return LossOutput(loss, _metrics(log_ratio_rewards(logps, hp), target), count=count)
 
 
@@ -187,7 +193,7 @@ def hinge(logps: PairLogps, hp: PairLossConfig, target: Target = 1.0, weights: t
     lc, lr = logps.log_ratios()
     h = (lc - lr).float()  # (B,)
     per_pair = _over_label(lambda x: torch.relu(1.0 - hp.beta * x), h, _mu(target, h))  # (B,)
-    loss, count = _weighted_mean(per_pair, weights)
+    loss, count = weighted_mean(per_pair, weights)
     return LossOutput(loss, _metrics(log_ratio_rewards(logps, hp), target), count=count)
 
 
@@ -198,10 +204,8 @@ def rpo(logps: PairLogps, hp: PairLossConfig, target: Target = 1.0, weights: tor
     NLL goes to the preferred response, mu NLL(y_c) + (1 - mu) NLL(y_r): a tie trains on both."""
     out = sigmoid(logps, hp, target, weights)
     mc, mr = logps.mean_logps()  # (B,) each
-    mu = _mu(target, mc)
-    nll = -(mu * mc.float() + (1.0 - mu) * mr.float())  # (B,)
-    nll_mean, _ = _weighted_mean(nll, weights)
-    return LossOutput(out.loss + hp.rpo_alpha * nll_mean, {**out.metrics, "nll": nll_mean.item()}, count=out.count)
+    nll = _preferred_nll(mc, mr, _mu(target, mc), weights)
+    return LossOutput(out.loss + hp.rpo_alpha * nll, {**out.metrics, "nll": nll.item()}, count=out.count)
 
 
 def simpo(logps: PairLogps, hp: PairLossConfig, target: Target = 1.0, weights: torch.Tensor | None = None
@@ -231,7 +235,7 @@ def orpo(logps: PairLogps, hp: PairLossConfig, target: Target = 1.0, weights: to
     mc, mr = mean_logp_rewards(logps, hp)  # (B,) each
     mu = _mu(target, mc)
     odds = bradley_terry(_log_odds(mc), _log_odds(mr), target=mu, weights=weights)
-    nll, _ = _weighted_mean(-(mu * mc.float() + (1.0 - mu) * mr.float()), weights)
+    nll = _preferred_nll(mc, mr, mu, weights)
     extra = {"nll": nll.item(), "odds_ratio_loss": odds.loss.item(), "log_odds_ratio": odds.metrics["margin"]}
     return LossOutput(nll + hp.orpo_lambda * odds.loss, _metrics((mc, mr), target, **extra), count=odds.count)
 
